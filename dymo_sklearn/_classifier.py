@@ -1,0 +1,484 @@
+"""DyMoClassifier: recover missing modalities, then select per sample which ones to use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import scipy.sparse
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.impute import KNNImputer
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from ._input import check_some_modality_observed, observed_modalities, split_columns, validate_modalities
+from ._prototypes import MAX_MODALITIES, SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
+from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
+from ._training import build_net
+from .nn.distances import DISTANCES
+from .nn.network import DyMoNetwork
+from .recovery import fit_recoverer, recover
+
+_AUTO_EARLY_STOPPING_MIN_SAMPLES = 500
+
+
+def _resolve_device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu' or 'auto'.")
+    return device
+
+
+class DyMoClassifier(ClassifierMixin, BaseEstimator):
+    """Incomplete multimodal classifier with inference-time dynamic modality selection (DyMo).
+
+    Missing modalities (all entries NaN) and missing entries (some NaN) are recovered by
+    ``recoverer``; then, per sample, recovered modalities are added one at a time while a
+    prototype-based reward says they add task-relevant information (Du et al., ICLR 2026).
+    Training fuses random modality subsets through a masked transformer, with a prototype loss.
+
+    Parameters
+    ----------
+    recoverer : scikit-learn imputer or None, default=None
+        Fills missing entries from the flattened, concatenated modalities; cloned into
+        ``recoverer_`` at fit. None means ``KNNImputer(n_neighbors=5)``: it recovers a missing
+        modality from training samples that resemble the observed ones, so a recovery tends to
+        carry class information (mean imputation never does), it needs no model of the data and
+        works for images and tables alike. ``IterativeImputer`` is often better on small tables
+        but scales poorly with the number of columns. Observed entries are never changed.
+    selection : {"dymo", "iterative", "simultaneous", "all", "none"}, default="dymo"
+        ``dymo``: iterative selection with the calibrated reward; ``iterative``: uncalibrated;
+        ``simultaneous``: accept every candidate with a positive calibrated reward at once;
+        ``all``: fuse every recovered modality; ``none``: observed entries only (discard).
+        Read at predict time, so it can be changed after fitting with ``set_params``.
+    reward : {"log", "prob"}, default="log"
+        ``log``: log-confidence gain plus a non-positive log-ICS penalty (the paper's intent);
+        ``prob``: the authors' code, confidence gain scaled by an ICS ratio. Read at predict time.
+    distance : {"cosine", "sqeuclidean"}, default="cosine"
+        Distance between projected representations and prototypes.
+    temperature : float, default=0.1
+        Temperature of the prototype softmax, in the loss and in the reward.
+    acceptance_threshold : float, default=0.0
+        A candidate is accepted only if its reward exceeds this; the paper uses 0.
+    encoders : dict of str to {"vector", "image"} or callable, default=None
+        Encoder of each modality; unlisted ones are inferred from the shape ((C, H, W) with
+        C <= 4 and H, W >= 4 is an image, anything else is flattened). A callable
+        ``f(input_shape, d_model)`` returns a module mapping ``(values, observed)`` to
+        ``(batch, tokens, d_model)``.
+    column_groups : dict of str to list of int or str, default=None
+        For 2-D input: the columns of each tabular modality. None: one modality ``"x"``.
+    d_model, n_heads, n_layers, projection_dim, dropout : network size
+        Token width, attention heads, transformer blocks, width of the prototype space, dropout.
+    n_subsets : int, default=4
+        Random modality subsets fused per training batch.
+    aux_weight : float, default=1.0
+        Weight of the prototype loss; ``aux_warmup`` epochs pass before it starts.
+    aux_warmup : int, default=2
+    entry_dropout : float, default=0.2
+        During training each sample hides a random fraction U(0, entry_dropout) of its observed
+        entries, so the encoders learn partially observed inputs.
+    max_subsets : int, default=256
+        Most subsets whose prototypes and ICS statistics are fitted (all 2^M - 1 when they fit).
+    max_epochs, batch_size, lr, weight_decay : training (AdamW)
+    early_stopping : bool or "auto", default="auto"
+        Hold out a stratified ``validation_fraction`` and stop after ``patience`` epochs without
+        improvement, restoring the best weights. "auto": on when there are at least 500 samples.
+    validation_fraction : float, default=0.1
+    patience : int, default=5
+    predict_batch_size : int, default=1024
+        Samples per batch at predict time; memory stays bounded whatever the input size.
+    device : {"auto", "cpu", "cuda"}, default="auto"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=0
+        Training progress (skorch's epoch table and progress bar) when positive.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    modalities_ : list of str
+    modality_shapes_ : dict of str to tuple
+    recoverer_ : fitted imputer
+    net_ : skorch.NeuralNet holding the trained ``DyMoNetwork``
+    prototypes_ : ndarray of shape (n_classes, projection_dim)
+        Overall class prototypes (mean over subsets).
+    subset_codes_ : ndarray of int64, shape (n_fitted_subsets,)
+        Fitted subsets as bit masks (bit m = ``modalities_[m]``).
+    subset_prototypes_ : ndarray of shape (n_fitted_subsets + 1, n_classes, projection_dim)
+        c_{s,k}; the last row is the pooled fallback for subsets not fitted.
+    ics_sigma_ : ndarray of shape (n_fitted_subsets + 1, n_classes)
+        Half-normal scale sigma_{s,k} of distances to c_{s,k}; last row pooled.
+
+    Examples
+    --------
+    >>> from sklearn.impute import SimpleImputer
+    >>> clf = DyMoClassifier(recoverer=SimpleImputer(), max_epochs=2, random_state=0)
+    >>> clf.fit({"a": X_a, "b": X_b}, y).predict({"a": X_a})  # doctest: +SKIP
+    """
+
+    _parameter_constraints = {
+        "recoverer": [HasMethods(["fit", "transform"]), None],
+        "selection": [StrOptions(set(SELECTIONS))],
+        "reward": [StrOptions(set(REWARDS))],
+        "distance": [StrOptions(set(DISTANCES))],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "acceptance_threshold": [Real],
+        "encoders": [dict, None],
+        "column_groups": [dict, None],
+        "d_model": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "projection_dim": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "n_subsets": [Interval(Integral, 1, None, closed="left")],
+        "aux_weight": [Interval(Real, 0, None, closed="left")],
+        "aux_warmup": [Interval(Integral, 0, None, closed="left")],
+        "entry_dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_subsets": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        recoverer=None,
+        *,
+        selection="dymo",
+        reward="log",
+        distance="cosine",
+        temperature=0.1,
+        acceptance_threshold=0.0,
+        encoders=None,
+        column_groups=None,
+        d_model=64,
+        n_heads=4,
+        n_layers=2,
+        projection_dim=32,
+        dropout=0.1,
+        n_subsets=4,
+        aux_weight=1.0,
+        aux_warmup=2,
+        entry_dropout=0.2,
+        max_subsets=256,
+        max_epochs=50,
+        batch_size=128,
+        lr=1e-3,
+        weight_decay=1e-4,
+        early_stopping="auto",
+        validation_fraction=0.1,
+        patience=5,
+        predict_batch_size=1024,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.recoverer = recoverer
+        self.selection = selection
+        self.reward = reward
+        self.distance = distance
+        self.temperature = temperature
+        self.acceptance_threshold = acceptance_threshold
+        self.encoders = encoders
+        self.column_groups = column_groups
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.projection_dim = projection_dim
+        self.dropout = dropout
+        self.n_subsets = n_subsets
+        self.aux_weight = aux_weight
+        self.aux_warmup = aux_warmup
+        self.entry_dropout = entry_dropout
+        self.max_subsets = max_subsets
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.predict_batch_size = predict_batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.non_deterministic = self.device == "cuda"
+        return tags
+
+    # ----------------------------------------------------------------- input
+    def _modalities(self, X, *, reset):
+        """Validated float32 arrays per modality, in the fitted order when not resetting."""
+        if scipy.sparse.issparse(X):
+            raise TypeError(
+                "Sparse input is not supported: missing entries must be NaN. Convert with `.toarray()`."
+            )
+        if isinstance(X, Mapping):
+            if reset:
+                for attribute in ("n_features_in_", "feature_names_in_"):
+                    if hasattr(self, attribute):
+                        delattr(self, attribute)
+            elif hasattr(self, "n_features_in_"):
+                raise TypeError("This estimator was fitted on a 2-D array; predict on a 2-D array too.")
+            return validate_modalities(X, reference_shapes=None if reset else self.modality_shapes_)
+        if not reset and not hasattr(self, "n_features_in_"):
+            raise TypeError(
+                f"This estimator was fitted on a dict of modalities {self.modalities_}; got {type(X).__name__}."
+            )
+        array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float32)
+        if np.isinf(array).any():
+            raise ValueError("Input contains infinite values; use NaN to mark missing entries.")
+        modalities = split_columns(array, self.column_groups, getattr(self, "feature_names_in_", None))
+        return validate_modalities(modalities, reference_shapes=None if reset else self.modality_shapes_)
+
+    def _encoder_specs(self, names):
+        specs = dict(self.encoders or {})
+        unknown = sorted(set(specs) - set(names))
+        if unknown:
+            raise ValueError(f"encoders names unknown modalities {unknown}; the input has {names}.")
+        return [specs.get(name) for name in names]
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y):
+        """Fit the recoverer, train the network, and fit prototypes and ICS statistics.
+
+        Parameters
+        ----------
+        X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
+            Modalities of shape (n_samples, ...); NaN marks missing entries.
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : DyMoClassifier
+        """
+        self._validate_params()
+        arrays = self._modalities(X, reset=True)
+        y = column_or_1d(np.asarray(y), warn=True)
+        n_samples = next(iter(arrays.values())).shape[0]
+        if len(y) != n_samples:
+            raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        if len(encoder.classes_) < 2:
+            raise ValueError(f"Need samples of at least 2 classes to fit; y holds only class {encoder.classes_[0]!r}.")
+        if len(arrays) > MAX_MODALITIES:
+            raise ValueError(f"At most {MAX_MODALITIES} modalities are supported, got {len(arrays)}.")
+        names = list(arrays)
+        present, _ = observed_modalities(arrays)
+        check_some_modality_observed(present, names)
+        specs = self._encoder_specs(names)
+
+        self.classes_ = encoder.classes_
+        self.modalities_ = names
+        self.modality_shapes_ = {name: array.shape[1:] for name, array in arrays.items()}
+        self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
+        y_encoded = encoder.transform(y).astype(np.int64)
+
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        torch.manual_seed(seed)
+        device = _resolve_device(self.device)
+        network = DyMoNetwork(
+            names, list(self.modality_shapes_.values()), specs, len(self.classes_),
+            d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
+            projection_dim=self.projection_dim, dropout=self.dropout, n_subsets=self.n_subsets,
+            entry_dropout=self.entry_dropout,
+        )
+        self.net_ = build_net(
+            network,
+            n_classes=len(self.classes_), distance=self.distance, temperature=self.temperature,
+            aux_weight=self.aux_weight, aux_warmup=self.aux_warmup, max_epochs=self.max_epochs,
+            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+            use_validation=self._use_validation(y_encoded), validation_fraction=self.validation_fraction,
+            patience=self.patience, random_state=seed, device=device, verbose=self.verbose,
+        )
+        self.net_.fit(dict(arrays), y_encoded)
+        self._fit_statistics(arrays, present, y_encoded, seed)
+        return self
+
+    def _recoverer(self):
+        return KNNImputer(n_neighbors=5) if self.recoverer is None else self.recoverer
+
+    def _use_validation(self, y_encoded):
+        counts = np.bincount(y_encoded)
+        n_valid = int(np.ceil(self.validation_fraction * len(y_encoded)))
+        feasible = counts.min() >= 2 and len(y_encoded) - n_valid >= len(counts) and n_valid >= len(counts)
+        if self.early_stopping == "auto":
+            return feasible and len(y_encoded) >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
+        if self.early_stopping and not feasible:
+            raise ValueError(
+                "early_stopping=True needs a stratified validation split with every class on both sides; "
+                f"class counts {counts.tolist()} with validation_fraction={self.validation_fraction} cannot."
+            )
+        return bool(self.early_stopping)
+
+    def _fit_statistics(self, arrays, present, y_encoded, seed):
+        network = self.net_.module_.eval()
+        device = self.net_.device
+        present_codes = subset_codes(torch.as_tensor(present)).numpy()
+        codes = choose_subsets(len(self.modalities_), self.max_subsets, present_codes, seed)
+
+        def batches():
+            for start in range(0, len(y_encoded), self.predict_batch_size):
+                stop = start + self.predict_batch_size
+                batch = {name: array[start:stop] for name, array in arrays.items()}
+                tokens, present_batch = self._encode_observed(network, batch, device)
+                yield tokens, present_batch, torch.as_tensor(y_encoded[start:stop], device=device)
+
+        statistics = fit_subset_statistics(network, batches, len(self.classes_), codes, self.distance)
+        self.subset_codes_ = statistics.codes
+        self.subset_prototypes_ = statistics.subset_prototypes
+        self.ics_sigma_ = statistics.sigma
+        self.prototypes_ = statistics.prototypes
+
+    # ------------------------------------------------------------- inference
+    @staticmethod
+    def _encode_observed(network, batch, device):
+        """Tokens of the observed entries (B, L, d) and modality presence (B, M)."""
+        tokens, present = [], []
+        with torch.no_grad():
+            for index, array in enumerate(batch.values()):
+                values = torch.as_tensor(array, device=device)
+                observed = ~torch.isnan(values)
+                tokens.append(network.encode_modality(index, torch.nan_to_num(values, nan=0.0), observed))
+                present.append(observed.flatten(1).any(dim=1))
+        return torch.cat(tokens, dim=1), torch.stack(present, dim=1)
+
+    @staticmethod
+    def _encode_versions(network, observed_batch, recovered_batch, device):
+        """Tokens of each modality as observed and as recovered, each encoded once per sample.
+
+        Fully observed modalities are encoded once (both versions equal); fully missing ones only
+        in their recovered version; partially observed ones in both.
+        """
+        token_counts = torch.bincount(network.fusion.token_modality, minlength=network.n_modalities).tolist()
+        observed_tokens, recovered_tokens, present, candidates = [], [], [], []
+        for index, name in enumerate(observed_batch):
+            values = torch.as_tensor(observed_batch[name], device=device)
+            observed = ~torch.isnan(values)
+            has_any = observed.flatten(1).any(dim=1)
+            complete = observed.flatten(1).all(dim=1)
+            base = values.new_zeros(values.shape[0], token_counts[index], network.fusion.cls.shape[-1])
+            rows = has_any.nonzero(as_tuple=True)[0]
+            if rows.numel():
+                base[rows] = network.encode_modality(index, torch.nan_to_num(values[rows], nan=0.0), observed[rows])
+            filled = base.clone()
+            rows = (~complete).nonzero(as_tuple=True)[0]
+            if rows.numel():
+                recovered = torch.as_tensor(recovered_batch[name][rows.cpu().numpy()], device=device)
+                filled[rows] = network.encode_modality(index, recovered, torch.ones_like(recovered, dtype=torch.bool))
+            observed_tokens.append(base)
+            recovered_tokens.append(filled)
+            present.append(has_any)
+            candidates.append(~complete)
+        return (torch.cat(observed_tokens, dim=1), torch.cat(recovered_tokens, dim=1),
+                torch.stack(present, dim=1), torch.stack(candidates, dim=1))
+
+    def _run(self, X, selection):
+        """Selection results for every sample, batched; returns a dict of numpy arrays."""
+        check_is_fitted(self)
+        arrays = self._modalities(X, reset=False)
+        present, _ = observed_modalities(arrays)
+        check_some_modality_observed(present, self.modalities_)
+        recovered = recover(self.recoverer_, arrays)
+        network = self.net_.module_.eval()
+        device = self.net_.device
+        statistics = SubsetStatistics(
+            self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.prototypes_
+        ).to_torch(device)
+        n_samples = present.shape[0]
+        outputs = {key: [] for key in ("logits", "selected", "order", "rewards", "candidates")}
+        with torch.inference_mode():
+            for start in range(0, n_samples, self.predict_batch_size):
+                rows = slice(start, start + self.predict_batch_size)
+                batch = {name: array[rows] for name, array in arrays.items()}
+                recovered_batch = {name: array[rows] for name, array in recovered.items()}
+                fusion = CandidateFusion(network, *self._encode_versions(network, batch, recovered_batch, device))
+                result = select(
+                    fusion, statistics, selection=selection, reward_form=self.reward, distance=self.distance,
+                    temperature=self.temperature, threshold=self.acceptance_threshold,
+                )
+                outputs["logits"].append(network.heads(result.hidden)[0].float().cpu())
+                outputs["selected"].append(result.selected.cpu())
+                outputs["order"].append(result.order.cpu())
+                outputs["rewards"].append(result.rewards.float().cpu())
+                outputs["candidates"].append(fusion.candidates.cpu())
+        return {key: torch.cat(value).numpy() for key, value in outputs.items()}
+
+    def _check_selection(self):
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}.")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}.")
+
+    def predict_proba(self, X):
+        """Class probabilities after recovery and per-sample selection.
+
+        Parameters
+        ----------
+        X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
+            A modality absent from a dict is missing for every sample.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        self._check_selection()
+        logits = self._run(X, self.selection)["logits"].astype(np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class labels; see :meth:`predict_proba`."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def explain(self, X):
+        """Which recovered modalities each sample used, in which order, with their rewards.
+
+        Returns
+        -------
+        pandas.DataFrame, one row per sample, with columns
+            ``observed`` (modalities with observed entries), ``candidates`` (modalities with a
+            recovered part), ``selected`` (accepted candidates in acceptance order),
+            ``reward_<m>`` (reward of candidate m when last evaluated; NaN if never evaluated),
+            ``step_<m>`` (1-based step at which m was accepted, 0 if not), ``prediction`` and
+            ``prediction_observed_only`` (the ``none`` mode's prediction).
+        """
+        self._check_selection()
+        run = self._run(X, self.selection)
+        baseline = self._run(X, "none")["logits"]
+        arrays = self._modalities(X, reset=False)
+        present, _ = observed_modalities(arrays)
+        names = np.asarray(self.modalities_, dtype=object)
+        ranked = np.where(run["selected"], run["order"], np.iinfo(np.int64).max)
+        frame = pd.DataFrame({
+            "observed": [names[row].tolist() for row in present],
+            "candidates": [names[row].tolist() for row in run["candidates"]],
+            "selected": [names[np.argsort(r, kind="stable")[: int(s.sum())]].tolist()
+                         for r, s in zip(ranked, run["selected"])],
+        })
+        for index, name in enumerate(self.modalities_):
+            frame[f"reward_{name}"] = run["rewards"][:, index]
+            frame[f"step_{name}"] = np.where(run["selected"][:, index], run["order"][:, index], 0)
+        frame["prediction"] = self.classes_[run["logits"].argmax(axis=1)]
+        frame["prediction_observed_only"] = self.classes_[baseline.argmax(axis=1)]
+        return frame

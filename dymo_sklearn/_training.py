@@ -1,0 +1,114 @@
+"""Training through skorch: subset-sampling loss with the prototype auxiliary term."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from skorch import NeuralNet
+from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.dataset import ValidSplit
+
+from .nn.distances import prototype_log_probabilities
+
+
+class SubsetSamplingNet(NeuralNet):
+    """skorch net whose module returns (logits, z) for A subset passes.
+
+    Loss = mean cross-entropy over the passes + ``aux_weight`` * cross-entropy of the prototype
+    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist.
+    """
+
+    def __init__(self, *args, distance="cosine", temperature=0.1, aux_weight=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.distance = distance
+        self.temperature = temperature
+        self.aux_weight = aux_weight
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        logits, z = y_pred
+        n_passes = logits.shape[0]
+        targets = y_true.to(logits.device).long().repeat(n_passes)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets)
+        module = self.module_
+        if module.aux_active and self.aux_weight > 0:
+            log_p = prototype_log_probabilities(
+                z.reshape(-1, z.shape[-1]), module.prototypes, self.distance, self.temperature
+            )
+            loss = loss + self.aux_weight * F.nll_loss(log_p, targets)
+        return loss
+
+
+class PrototypeTracker(Callback):
+    """Class means of the projected z over an epoch's training passes become the next prototypes.
+
+    For the cosine distance the means are taken of L2-normalised z. The auxiliary loss starts
+    after ``warmup`` epochs.
+    """
+
+    def __init__(self, n_classes, distance, warmup):
+        self.n_classes = n_classes
+        self.distance = distance
+        self.warmup = warmup
+
+    def initialize(self):
+        self.sums_ = None
+        self.counts_ = None
+        return self
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.sums_ = None
+        self.counts_ = torch.zeros(self.n_classes, dtype=torch.float64)
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        if not training:
+            return
+        _, z = y_pred
+        z = z.detach().reshape(-1, z.shape[-1]).double()
+        if self.distance == "cosine":
+            z = F.normalize(z, dim=-1)
+        labels = batch[1].to(z.device).long().repeat(y_pred[0].shape[0])
+        if self.sums_ is None:
+            self.sums_ = torch.zeros(self.n_classes, z.shape[1], dtype=torch.float64, device=z.device)
+        self.sums_.index_add_(0, labels, z)
+        self.counts_ += torch.bincount(labels.cpu(), minlength=self.n_classes).double()
+
+    def on_epoch_end(self, net, **kwargs):
+        module = net.module_
+        seen = self.counts_ > 0
+        if self.sums_ is None or not seen.any():
+            return
+        means = (self.sums_.cpu() / self.counts_.clamp_min(1)[:, None]).to(module.prototypes.dtype)
+        with torch.no_grad():
+            module.prototypes[seen] = means[seen].to(module.prototypes.device)
+        if len(net.history) >= self.warmup:
+            module.aux_active = True
+
+
+def build_net(module, *, n_classes, distance, temperature, aux_weight, aux_warmup, max_epochs, batch_size,
+              lr, weight_decay, use_validation, validation_fraction, patience, random_state, device,
+              verbose):
+    """Construct the skorch net (validation split and early stopping when ``use_validation``)."""
+    callbacks = [("prototypes", PrototypeTracker(n_classes, distance, aux_warmup))]
+    if use_validation:
+        callbacks.append(("early_stopping", EarlyStopping(patience=patience, load_best=True)))
+    if verbose:
+        callbacks.append(("progress", ProgressBar()))
+    return SubsetSamplingNet(
+        module,
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.AdamW,
+        optimizer__weight_decay=weight_decay,
+        lr=lr,
+        max_epochs=max_epochs,
+        batch_size=batch_size,
+        iterator_train__shuffle=True,
+        train_split=(
+            ValidSplit(validation_fraction, stratified=True, random_state=random_state) if use_validation else None
+        ),
+        callbacks=callbacks,
+        device=device,
+        verbose=int(verbose),
+        distance=distance,
+        temperature=temperature,
+        aux_weight=aux_weight,
+    )

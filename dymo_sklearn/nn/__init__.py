@@ -1,0 +1,19 @@
+"""Neural building blocks: per-modality encoders, the masked fusion transformer, distances."""
+
+from .distances import DISTANCES, paired_distance, pairwise_distance, prototype_log_probabilities
+from .encoders import ENCODER_KINDS, ImageEncoder, VectorEncoder, build_encoder, infer_kind
+from .network import DyMoNetwork, FusionTransformer
+
+__all__ = [
+    "DISTANCES",
+    "ENCODER_KINDS",
+    "DyMoNetwork",
+    "FusionTransformer",
+    "ImageEncoder",
+    "VectorEncoder",
+    "build_encoder",
+    "infer_kind",
+    "paired_distance",
+    "pairwise_distance",
+    "prototype_log_probabilities",
+]
