@@ -38,7 +38,7 @@ def baselines(dataset, full, seed):
 def model_configs(dataset, quick):
     """(label, distance, temperature, evaluate-every-recoverer?) of the networks trained per seed."""
     configs = [("cosine, t=0.1", "cosine", 0.1, True)]
-    if dataset != "polymnist_mnist":
+    if dataset == "breast_cancer" or (dataset == "polymnist_digits" and not quick):
         configs.append(("sqeuclidean, t=0.1", "sqeuclidean", 0.1, True))
     if not quick and dataset == "polymnist_digits":
         configs += [("cosine, t=0.05", "cosine", 0.05, False), ("cosine, t=0.2", "cosine", 0.2, False)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import threading
 import time
@@ -39,7 +40,7 @@ def subset(X, rows):
 def load_split(dataset, seed, quick):
     """(X_train, y_train, X_test, y_test, missing rates, tabular?) for one seed."""
     if dataset == "polymnist_digits":
-        n = 1000 if quick else 2500
+        n = 1000 if quick else 2000
         X, y = make_multiview_digits(5, n_samples=n, background=1.0, random_state=seed)
         rates = (0.0, 0.2, 0.4, 0.6, 0.8)
         tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=y)
@@ -64,11 +65,11 @@ def load_split(dataset, seed, quick):
 
 
 def make_model(dataset, *, distance, temperature, seed, quick, **extra):
-    epochs = {"polymnist_digits": (8, 25), "polymnist_mnist": (6, 20), "breast_cancer": (15, 40)}[dataset]
+    epochs = {"polymnist_digits": (15, 20), "polymnist_mnist": (10, 20), "breast_cancer": (20, 40)}[dataset]
     params = dict(
         recoverer=SimpleImputer(), distance=distance, temperature=temperature, d_model=32, n_heads=4,
         n_layers=2, projection_dim=32, lr=3e-3, batch_size=128, max_epochs=epochs[0] if quick else epochs[1],
-        early_stopping=False, device="cpu", random_state=seed,
+        early_stopping=False, aux_warmup=5, device="cpu", random_state=seed,
     )
     params.update(extra)
     return DyMoClassifier(**params)
@@ -82,8 +83,29 @@ def with_recoverer(model, recoverer, X_train):
     """
     other = copy.copy(model)
     other.recoverer = recoverer
-    other.recoverer_ = fit_recoverer(recoverer, {name: np.asarray(a) for name, a in X_train.items()})
+    other.recoverer_ = CachedRecovery(fit_recoverer(recoverer, {name: np.asarray(a) for name, a in X_train.items()}))
     return other
+
+
+class CachedRecovery:
+    """A fitted imputer whose ``transform`` is memoised on the exact input bytes.
+
+    Recovery is deterministic, and every selection mode of one test set recovers the same
+    matrix; caching it keeps the benchmark from re-running KNN imputation a dozen times.
+    """
+
+    def __init__(self, fitted):
+        self.fitted = fitted
+        self.cache = {}
+
+    def transform(self, X):
+        key = (X.shape, hashlib.sha1(np.ascontiguousarray(X).tobytes()).hexdigest())
+        if key not in self.cache:
+            self.cache[key] = self.fitted.transform(X)
+        return self.cache[key]
+
+    def fit(self, X, y=None):  # pragma: no cover - never refitted
+        return self
 
 
 def candidates_of(X):
