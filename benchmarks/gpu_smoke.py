@@ -1,0 +1,67 @@
+"""GPU smoke check: train and select on CUDA, determinism, dymo/all predict cost, CUDA pickle.
+
+Run on a machine with a GPU: ``python benchmarks/gpu_smoke.py OUTDIR``. Writes
+``OUTDIR/cuda_model.pkl`` (a tiny model fitted on CUDA, for the CPU-loading test) and prints a
+summary.
+"""
+
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.impute import SimpleImputer
+
+from dymo_sklearn import DyMoClassifier
+from dymo_sklearn.datasets import apply_missing, make_multiview_digits
+
+
+def timed_predict(clf, X, repeats=5):
+    clf.predict_proba(X)  # warm-up
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        clf.predict_proba(X)
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+def main(out):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    print("device:", torch.cuda.get_device_name(0))
+    X, y = make_multiview_digits(5, n_samples=5000, background=1.0, random_state=0)
+    train, test = np.arange(4000), np.arange(4000, 5000)
+    params = dict(recoverer=SimpleImputer(), device="cuda", random_state=0, max_epochs=20)
+    start = time.perf_counter()
+    clf = DyMoClassifier(**params).fit(X[train], y[train])
+    print(f"fit on cuda: {time.perf_counter() - start:.1f} s, {len(clf.net_.history)} epochs")
+    again = DyMoClassifier(**params).fit(X[train], y[train])
+    X_test = apply_missing(X[test], 0.8, random_state=1)
+    same = np.array_equal(clf.predict_proba(X_test), again.predict_proba(X_test))
+    print("same seed, same device -> identical probabilities:", same)
+    for selection in ("none", "all", "dymo"):
+        clf.set_params(selection=selection)
+        print(f"accuracy eta=0.8 {selection}: {clf.score(X_test, y[test]):.3f}")
+
+    big = apply_missing(X[np.resize(test, 8192)], 0.8, random_state=2)
+    times = {}
+    for selection in ("all", "dymo"):
+        clf.set_params(selection=selection, predict_batch_size=1024)
+        times[selection] = timed_predict(clf, big)
+    print(f"predict 8192 samples, batch 1024: all {times['all']:.3f} s, dymo {times['dymo']:.3f} s, "
+          f"ratio {times['dymo'] / times['all']:.2f}")
+
+    tiny = DyMoClassifier(recoverer=SimpleImputer(), device="cuda", random_state=0, max_epochs=2,
+                          d_model=16, n_heads=2, n_layers=1, projection_dim=8)
+    tiny.fit(X[:300], y[:300])
+    with open(out / "cuda_model.pkl", "wb") as handle:
+        pickle.dump(tiny, handle)
+    np.save(out / "cuda_model_proba.npy", tiny.predict_proba(X[300:340]))
+    print("wrote", out / "cuda_model.pkl")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "gpu_out")
