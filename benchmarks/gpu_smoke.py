@@ -1,8 +1,8 @@
 """GPU smoke check: train and select on CUDA, determinism, dymo/all predict cost, CUDA pickle.
 
 Run on a machine with a GPU: ``python benchmarks/gpu_smoke.py OUTDIR``. Writes
-``OUTDIR/cuda_model.pkl`` (a tiny model fitted on CUDA, for the CPU-loading test) and prints a
-summary.
+``OUTDIR/cuda_model.pkl`` and ``OUTDIR/cuda_model/`` (a tiny model fitted on CUDA, pickled and
+saved, for the CPU-loading tests in ``tests/data``) and prints a summary.
 """
 
 import pickle
@@ -54,13 +54,15 @@ def main(out):
     print(f"predict 8192 samples, batch 1024: all {times['all']:.3f} s, dymo {times['dymo']:.3f} s, "
           f"ratio {times['dymo'] / times['all']:.2f}")
 
+    small, small_y = make_multiview_digits(2, n_samples=360, background=1.0, random_state=0)
     tiny = DyMoClassifier(recoverer=SimpleImputer(), device="cuda", random_state=0, max_epochs=2,
                           d_model=16, n_heads=2, n_layers=1, projection_dim=8)
-    tiny.fit(X[:300], y[:300])
+    tiny.fit(small[:300], small_y[:300])
     with open(out / "cuda_model.pkl", "wb") as handle:
         pickle.dump(tiny, handle)
-    np.save(out / "cuda_model_proba.npy", tiny.predict_proba(X[300:340]))
-    print("wrote", out / "cuda_model.pkl")
+    tiny.save(out / "cuda_model")
+    np.save(out / "cuda_model_proba.npy", tiny.predict_proba(small[300:340]))
+    print("wrote", out / "cuda_model.pkl", out / "cuda_model")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         Distance between projected representations and prototypes.
     temperature : float, default=0.1
         Temperature of the prototype softmax, in the loss and in the reward.
-    acceptance_threshold : float or "auto", default=0.0
+    acceptance_threshold : float or "auto", default="auto"
         A candidate is accepted only if its reward exceeds this; the paper uses 0. "auto" holds
         out ``calibration_fraction`` of the training samples (also used for early stopping),
         hides modalities of theirs at random, recovers them with a recoverer fitted without
@@ -178,7 +178,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         reward="log",
         distance="cosine",
         temperature=0.1,
-        acceptance_threshold=0.0,
+        acceptance_threshold="auto",
         calibration_fraction=0.2,
         encoders=None,
         column_groups=None,
@@ -316,19 +316,9 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         fit_rows, calibration_rows = self._calibration_split(y_encoded, seed)
         fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
         recoverer = fit_recoverer(self._recoverer(), fit_arrays)
-        network = dict(
-            modality_names=names, modality_shapes=list(self.modality_shapes_.values()), encoder_specs=specs,
-            n_classes=len(self.classes_), d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
-            projection_dim=self.projection_dim, dropout=self.dropout, n_subsets=self.n_subsets,
-            entry_dropout=self.entry_dropout,
-        )
         self.net_ = build_net(
-            network,
-            n_classes=len(self.classes_), distance=self.distance, temperature=self.temperature,
-            aux_weight=self.aux_weight, aux_warmup=self.aux_warmup, max_epochs=self.max_epochs,
-            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
-            train_split=self._train_split(arrays, y_encoded[fit_rows], calibration_rows, y_encoded, seed),
-            patience=self.patience, device=device, verbose=self.verbose,
+            self._module_kwargs(specs),
+            **self._net_kwargs(self._train_split(arrays, y_encoded[fit_rows], calibration_rows, y_encoded, seed), device),
         )
         self.net_.fit(fit_arrays, y_encoded[fit_rows])
         self._fit_statistics(fit_arrays, present[fit_rows], y_encoded[fit_rows], seed)
@@ -342,6 +332,52 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
                 held_out, y_encoded[calibration_rows], np.random.default_rng(seed))
             self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
         return self
+
+    def _module_kwargs(self, specs=None):
+        """Keyword arguments of the DyMoNetwork for the fitted modalities."""
+        return dict(
+            modality_names=self.modalities_, modality_shapes=list(self.modality_shapes_.values()),
+            encoder_specs=self._encoder_specs(self.modalities_) if specs is None else specs,
+            n_classes=len(self.classes_), d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
+            projection_dim=self.projection_dim, dropout=self.dropout, n_subsets=self.n_subsets,
+            entry_dropout=self.entry_dropout,
+        )
+
+    def _net_kwargs(self, train_split, device):
+        """Keyword arguments of build_net besides the module's."""
+        return dict(
+            n_classes=len(self.classes_), distance=self.distance, temperature=self.temperature,
+            aux_weight=self.aux_weight, aux_warmup=self.aux_warmup, max_epochs=self.max_epochs,
+            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, train_split=train_split,
+            patience=self.patience, device=device, verbose=self.verbose,
+        )
+
+    def save(self, path):
+        """Save the fitted model to the directory ``path`` in a format that runs no code on load.
+
+        JSON config, safetensors weights, numpy arrays (no pickle) and the recoverer through
+        skops with only scikit-learn and numpy types trusted. Read it back with :meth:`load`.
+        """
+        from ._persistence import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path, *, device=None, encoders=None):
+        """Load a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+        device : {"auto", "cpu", "cuda"}, optional
+            Where to put the network; default: the saved ``device`` parameter ("cuda" falls
+            back to an error if CUDA is absent: pass ``device="cpu"`` to load a GPU model on a CPU).
+        encoders : dict, optional
+            The same custom encoder factories the model was fitted with, if any.
+        """
+        from ._persistence import load_model
+
+        return load_model(cls, path, device=device, encoders=encoders)
 
     def _calibration_split(self, y_encoded, seed):
         """(fit rows, held-out rows or None) for ``acceptance_threshold="auto"``."""

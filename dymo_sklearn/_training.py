@@ -69,8 +69,10 @@ class PrototypeTracker(Callback):
         labels = batch[1].to(z.device).long().repeat(y_pred[0].shape[0])
         if self.sums_ is None:
             self.sums_ = torch.zeros(self.n_classes, z.shape[1], dtype=torch.float64, device=z.device)
-        self.sums_.index_add_(0, labels, z)
-        self.counts_ += torch.bincount(labels.cpu(), minlength=self.n_classes).double()
+        # A one-hot product rather than index_add_, whose atomic adds are not deterministic on CUDA.
+        one_hot = F.one_hot(labels, self.n_classes).double()
+        self.sums_ += one_hot.T @ z
+        self.counts_ += one_hot.sum(0).cpu()
 
     def on_train_end(self, net, **kwargs):
         # Device tensors must not outlive training: a pickled CUDA tensor cannot load on a CPU.

@@ -24,7 +24,9 @@ EXPECTED_FAILED_CHECKS = {}
 
 
 def _checked_estimator():
-    return tiny_classifier(max_epochs=30, d_model=16, lr=1e-2)
+    # On CUDA, batch composition moves probabilities by float rounding, beyond the rtol=1e-7 of
+    # check_methods_subset_invariance; our own tests check that on every device at atol=1e-5.
+    return tiny_classifier(max_epochs=30, d_model=16, lr=1e-2, device="cpu")
 
 
 @parametrize_with_checks([_checked_estimator()], expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
@@ -56,7 +58,7 @@ def test_dataframe_with_column_groups_uses_names():
 
 
 @pytest.mark.parametrize(
-    "recoverer", [IterativeImputer(max_iter=3), KNNImputer(n_neighbors=3), SimpleImputer()],
+    "recoverer", [IterativeImputer(max_iter=2, n_nearest_features=8), KNNImputer(n_neighbors=3), SimpleImputer()],
     ids=["iterative", "knn", "simple"],
 )
 def test_usage_from_the_issue_with_each_imputer(image_table_data, recoverer):
@@ -84,11 +86,12 @@ def test_clone_and_pickle_round_trip(image_table_data, tmp_path):
 
 
 def test_same_seed_same_model(image_table_data):
+    """Bit-identical on the CPU (CUDA kernels may reorder float sums; see docs)."""
     X, y = image_table_data
-    first = tiny_classifier(random_state=3).fit(X, y).predict_proba(X)
-    second = tiny_classifier(random_state=3).fit(X, y).predict_proba(X)
+    first = tiny_classifier(random_state=3, device="cpu").fit(X, y).predict_proba(X)
+    second = tiny_classifier(random_state=3, device="cpu").fit(X, y).predict_proba(X)
     np.testing.assert_array_equal(first, second)
-    other = tiny_classifier(random_state=4).fit(X, y).predict_proba(X)
+    other = tiny_classifier(random_state=4, device="cpu").fit(X, y).predict_proba(X)
     assert not np.array_equal(first, other)
 
 

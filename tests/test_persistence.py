@@ -1,0 +1,96 @@
+"""save / load in the safe format, pickle-free loading, version checks, models made on a GPU."""
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import tiny_classifier
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.impute import KNNImputer
+
+from dymo_sklearn import DyMoClassifier
+from dymo_sklearn.datasets import make_multiview_digits
+from dymo_sklearn.nn import VectorEncoder
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_save_load_round_trip_dict_input(image_table_data, tmp_path):
+    X, y = image_table_data
+    clf = tiny_classifier(recoverer=KNNImputer(n_neighbors=3), acceptance_threshold="auto").fit(X, y)
+    clf.save(tmp_path / "model")
+    loaded = DyMoClassifier.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.recoverer.n_neighbors == 3 and loaded.recoverer is not clf.recoverer
+    assert loaded.acceptance_threshold_ == clf.acceptance_threshold_
+    pd.testing.assert_frame_equal(loaded.explain(X[:20]), clf.explain(X[:20]))
+
+
+def test_save_load_round_trip_dataframe(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(80, 4)), columns=["a", "b", "c", "d"])
+    y = np.where(frame["a"] > 0, "sick", "well")
+    clf = tiny_classifier(column_groups={"left": ["a", "b"], "right": ["c", "d"]}).fit(frame, y)
+    clf.save(tmp_path / "m")
+    loaded = DyMoClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict(frame), clf.predict(frame))
+    assert list(loaded.feature_names_in_) == ["a", "b", "c", "d"] and loaded.classes_.dtype == clf.classes_.dtype
+
+
+def test_incompatible_or_foreign_files_fail_clearly(image_table_data, tmp_path):
+    X, y = image_table_data
+    tiny_classifier().fit(X, y).save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["format_version"] = 99
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="format version 99"):
+        DyMoClassifier.load(tmp_path / "m")
+    with pytest.raises(ValueError, match="not a saved DyMoClassifier"):
+        DyMoClassifier.load(tmp_path / "nothing")
+
+
+class _Custom(BaseEstimator, TransformerMixin):
+    def fit(self, X, y=None):
+        self.fill_ = 0.0
+        return self
+
+    def transform(self, X):
+        return np.nan_to_num(X, nan=self.fill_)
+
+
+def test_loading_refuses_types_outside_sklearn_and_numpy(image_table_data, tmp_path):
+    X, y = image_table_data
+    tiny_classifier(recoverer=_Custom()).fit(X, y).save(tmp_path / "m")
+    with pytest.raises(ValueError, match="refuses.*_Custom"):
+        DyMoClassifier.load(tmp_path / "m")
+
+
+def _two_token_encoder(shape, d_model):
+    return VectorEncoder(shape, d_model, n_tokens=2)
+
+
+def test_custom_encoders_are_passed_back_at_load(image_table_data, tmp_path):
+    X, y = image_table_data
+    clf = tiny_classifier(encoders={"table": _two_token_encoder}).fit(X, y)
+    clf.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="custom encoder factories for modalities \\['table'\\]"):
+        DyMoClassifier.load(tmp_path / "m")
+    loaded = DyMoClassifier.load(tmp_path / "m", encoders={"table": _two_token_encoder})
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("kind", ["pickle", "saved"])
+def test_model_trained_on_cuda_predicts_on_cpu(kind):
+    """Fixtures made on an H100 by benchmarks/gpu_smoke.py; predictions recorded there."""
+    X, _ = make_multiview_digits(2, n_samples=360, background=1.0, random_state=0)
+    if kind == "pickle":
+        with open(DATA / "cuda_model.pkl", "rb") as handle:
+            clf = pickle.load(handle)
+    else:
+        clf = DyMoClassifier.load(DATA / "cuda_model", device="cpu")
+    assert str(clf.net_.module_.prototypes.device) == "cpu"
+    expected = np.load(DATA / "cuda_model_proba.npy")
+    np.testing.assert_allclose(clf.predict_proba(X[300:340]), expected, atol=1e-4)
