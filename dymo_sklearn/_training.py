@@ -15,7 +15,8 @@ class SubsetSamplingNet(NeuralNet):
     """skorch net whose module returns (logits, z) for A subset passes.
 
     Loss = mean cross-entropy over the passes + ``aux_weight`` * cross-entropy of the prototype
-    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist.
+    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist. The
+    validation loss is the cross-entropy alone.
     """
 
     def __init__(self, *args, distance="cosine", temperature=0.1, aux_weight=1.0, **kwargs):
@@ -30,7 +31,9 @@ class SubsetSamplingNet(NeuralNet):
         targets = y_true.to(logits.device).long().repeat(n_passes)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets)
         module = self.module_
-        if module.aux_active and self.aux_weight > 0:
+        # Validation loss stays plain cross-entropy, so early stopping compares like with like
+        # before and after the prototype term starts.
+        if training and module.aux_active and self.aux_weight > 0:
             log_p = prototype_log_probabilities(
                 z.reshape(-1, z.shape[-1]), module.prototypes, self.distance, self.temperature
             )
