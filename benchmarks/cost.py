@@ -161,24 +161,32 @@ def _small_tabular_model(seed, epochs):
 
 
 def scaling_n(seed, quick, log):
+    """Predict time and memory vs n; each (n, mode) runs in a fresh process (benchmarks.memprobe),
+    so freed memory of earlier steps cannot hide growth."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
     sizes = (1_000, 10_000) if quick else (1_000, 3_000, 10_000, 30_000, 100_000)
-    n_train = 2000
-    X, y = _tabular(n_train + max(sizes), 3, 10, seed)
-    model = _small_tabular_model(seed, 3).fit({k: v[:n_train] for k, v in X.items()}, y[:n_train])
+    X, y = _tabular(2000, 3, 10, seed)
+    model = _small_tabular_model(seed, 3).fit(X, y)
     rows = []
-    for n in sizes:
-        test = apply_missing({k: v[n_train:n_train + n] for k, v in X.items()}, 2 / 3, random_state=seed)
-        input_bytes = sum(a.nbytes for a in test.values())
-        for mode in ("all", "dymo"):
-            model.set_params(selection=mode)
-            model.predict({k: v[:64] for k, v in test.items()})  # warm-up
-            with PeakRSS() as memory:
-                start = time.perf_counter()
-                model.predict(test)
-                seconds = time.perf_counter() - start
-            rows.append(dict(n=n, mode=mode, predict_s=seconds, peak_rss_delta_mb=memory.delta / 2**20,
-                             input_mb=input_bytes / 2**20))
-            log(f"[scaling n] n={n} {mode}: {seconds:.2f}s, +{memory.delta / 2**20:.1f} MiB (input {input_bytes / 2**20:.1f} MiB)")
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.pkl"
+        with open(path, "wb") as handle:
+            pickle.dump(model, handle)
+        for n in sizes:
+            for mode in ("all", "dymo"):
+                output = subprocess.run([sys.executable, "-m", "benchmarks.memprobe", str(path), str(n), mode, str(seed)],
+                                        cwd=root, capture_output=True, text=True, check=True).stdout
+                row = dict(n=n, mode=mode, **json.loads(output.strip().splitlines()[-1]))
+                rows.append(row)
+                log(f"[scaling n] n={n} {mode}: {row['predict_s']:.2f}s, RSS +{row['peak_rss_delta_mb']:.1f} MiB, "
+                    f"traced {row['tracemalloc_peak_mb']:.1f} MiB (input {row['input_mb']:.1f} MiB)")
     return rows
 
 

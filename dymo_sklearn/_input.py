@@ -56,7 +56,12 @@ def _to_float32(name, value):
     if hasattr(value, "detach"):  # torch tensor
         value = value.detach().cpu().numpy()
     value = np.asarray(value)
-    if value.dtype.kind in "OUSV":
+    if value.dtype.kind in "USV":
+        raise TypeError(
+            f"Modality {name!r} holds non-numeric data (dtype {value.dtype}); strings are not parsed "
+            "into numbers: convert them explicitly."
+        )
+    if value.dtype.kind == "O":
         try:
             value = value.astype(np.float64)
         except (TypeError, ValueError) as error:

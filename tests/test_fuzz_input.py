@@ -1,0 +1,70 @@
+"""Property-based fuzzing of the input layer: a correct result or a documented exception."""
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dymo_sklearn._input import observed_modalities, validate_modalities
+
+CASES = {"ran": 0, "accepted": 0, "rejected": 0}
+DTYPES = [np.float32, np.float32, np.float64, np.int64, np.int8, np.uint16, np.bool_, object, np.str_, np.complex64]
+
+
+@st.composite
+def modality(draw, n_samples):
+    rank = draw(st.sampled_from([0, 1, 2, 2, 3, 4]))
+    shape = (n_samples, *draw(st.lists(st.sampled_from([0, 1, 1, 2, 3, 4]), min_size=max(rank - 1, 0), max_size=max(rank - 1, 0))))
+    shape = shape if rank else (n_samples,)
+    dtype = draw(st.sampled_from(DTYPES))
+    values = np.asarray(draw(st.lists(st.floats(-1e6, 1e6), min_size=int(np.prod(shape)),
+                                      max_size=int(np.prod(shape)))), dtype=np.float64).reshape(shape)
+    if np.issubdtype(np.dtype(dtype), np.floating) and values.size:
+        holes = np.asarray(draw(st.lists(st.sampled_from([0.0, 0.0, np.nan]), min_size=values.size,
+                                         max_size=values.size))).reshape(shape)
+        values = np.where(holes == 0.0, values, holes)
+        if draw(st.integers(0, 4)) == 0:
+            values.flat[draw(st.integers(0, values.size - 1))] = draw(st.sampled_from([np.inf, -np.inf]))
+    return values.astype(dtype) if dtype is not object else values.astype(object)
+
+
+@st.composite
+def inputs(draw):
+    n_modalities = draw(st.integers(0, 3))
+    keys = draw(st.lists(st.one_of(st.text(min_size=1, max_size=4), st.integers(0, 3)),
+                         min_size=n_modalities, max_size=n_modalities, unique_by=str))
+    lengths = [draw(st.sampled_from([0, 1, 2, 3, 5])) for _ in keys]
+    if keys and draw(st.integers(0, 3)):  # mostly consistent lengths, so many inputs are valid
+        lengths = [lengths[0]] * len(keys)
+    return {key: draw(modality(length)) for key, length in zip(keys, lengths)}
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(inputs())
+def test_validation_returns_float32_or_raises_documented_errors(X):
+    CASES["ran"] += 1
+    originals = {key: value.copy() for key, value in X.items()}
+    try:
+        arrays = validate_modalities(X)
+    except (ValueError, TypeError) as error:
+        CASES["rejected"] += 1
+        assert str(error)
+    else:
+        CASES["accepted"] += 1
+        assert list(arrays) == list(X)
+        for key, array in arrays.items():
+            assert array.dtype == np.float32 and array.shape == np.shape(X[key])
+            assert not np.isinf(array).any()
+            source = np.asarray(X[key], dtype=np.float64)
+            np.testing.assert_array_equal(np.isnan(array), np.isnan(source))
+        present, complete = observed_modalities(arrays)
+        assert present.shape == complete.shape == (len(next(iter(arrays.values()))), len(arrays))
+        assert (complete <= present).all() or 0 in next(iter(arrays.values())).shape[1:]
+    for key, value in X.items():
+        np.testing.assert_array_equal(value, originals[key])
+
+
+def test_fuzzing_ran_and_exercised_both_outcomes():
+    """Runs after the property test (file order): report and check the case counts."""
+    print(f"\nfuzzed input cases: {CASES}")
+    assert CASES["ran"] >= 600
+    assert CASES["accepted"] >= 10 and CASES["rejected"] >= 100
