@@ -69,7 +69,7 @@ def make_model(dataset, *, distance, temperature, seed, quick, **extra):
     params = dict(
         recoverer=SimpleImputer(), distance=distance, temperature=temperature, d_model=32, n_heads=4,
         n_layers=2, projection_dim=32, lr=3e-3, batch_size=128, max_epochs=epochs[0] if quick else epochs[1],
-        early_stopping=False, aux_warmup=5, device="cpu", random_state=seed,
+        early_stopping=False, aux_warmup=5, acceptance_threshold=0.0, device="cpu", random_state=seed,
     )
     params.update(extra)
     return DyMoClassifier(**params)

@@ -110,7 +110,8 @@ def selection_cost(seed, quick, log):
     train = {name: np.asarray(a)[:n_train] for name, a in X.items()}
     test = {name: np.asarray(a)[n_train:] for name, a in X.items()}
     model = make_model("polymnist_digits", distance="cosine", temperature=0.1, seed=seed, quick=quick,
-                       recoverer=SimpleImputer(), predict_batch_size=1024)
+                       recoverer=SimpleImputer(), predict_batch_size=1024,
+                       acceptance_threshold=0.0)
     model.fit(train, y[:n_train])
     epoch_s = float(np.mean([row["dur"] for row in model.net_.history]))
     X_missing = apply_missing(test, 0.8, random_state=seed)
@@ -156,7 +157,7 @@ def _tabular(n_samples, n_modalities, width, seed):
 
 
 def _small_tabular_model(seed, epochs):
-    return DyMoClassifier(recoverer=SimpleImputer(), d_model=32, n_heads=4, n_layers=2, projection_dim=16,
+    return DyMoClassifier(recoverer=SimpleImputer(), acceptance_threshold=0.0, d_model=32, n_heads=4, n_layers=2, projection_dim=16,
                           lr=3e-3, max_epochs=epochs, early_stopping=False, device="cpu", random_state=seed)
 
 

@@ -3,8 +3,8 @@
 The paper accepts a recovered modality when its reward is positive. With a weak recoverer that
 can still accept wrong-class recoveries often enough to end below discarding them. Here the
 threshold is chosen on a held-out part of the training data whose modalities are hidden at
-random and recovered by a recoverer that never saw those samples: the threshold with the best
-held-out accuracy wins. The grid spans -inf (accept every candidate, like ``all``), quantiles of
+random and recovered by a recoverer that never saw those samples: the paper's threshold 0 stays
+unless another beats it there by more than one standard error. The grid spans -inf (accept every candidate, like ``all``), quantiles of
 the observed rewards, 0 (the paper's rule) and +inf (accept none, like ``none``).
 """
 
@@ -54,9 +54,18 @@ def candidate_thresholds(rewards):
     return np.unique(np.asarray(grid, dtype=np.float64))
 
 
-def best_threshold(accuracy_by_threshold):
-    """Most accurate threshold; ties go to the one closest to the paper's 0."""
-    thresholds = np.asarray(list(accuracy_by_threshold))
-    accuracy = np.asarray(list(accuracy_by_threshold.values()))
+def best_threshold(accuracy_by_threshold, n_samples):
+    """The paper's 0 unless another threshold beats it by more than one standard error.
+
+    Held-out accuracy is noisy; the threshold only moves when the evidence is clear (as with a
+    weak recoverer, where accepting nothing wins by many points). Among thresholds that clear
+    the margin, the most accurate wins, ties going to the one closest to 0.
+    """
+    thresholds = np.asarray(list(accuracy_by_threshold), dtype=np.float64)
+    accuracy = np.asarray(list(accuracy_by_threshold.values()), dtype=np.float64)
+    paper = accuracy_by_threshold.get(0.0, accuracy.max())
+    margin = np.sqrt(max(paper * (1.0 - paper), 1e-12) / max(n_samples, 1))
+    if accuracy.max() - paper <= margin:
+        return 0.0
     best = np.flatnonzero(accuracy == accuracy.max())
     return float(thresholds[best[np.argmin(np.abs(thresholds[best]))]])

@@ -72,9 +72,9 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         A candidate is accepted only if its reward exceeds this; the paper uses 0. "auto" holds
         out ``calibration_fraction`` of the training samples (also used for early stopping),
         hides modalities of theirs at random, recovers them with a recoverer fitted without
-        them, and picks the threshold (from -inf = accept all, through reward quantiles and 0,
-        to +inf = accept none) with the best held-out accuracy; the recoverer is then refitted
-        on all samples. Read at predict time: a number set after fitting is used as is.
+        them, and scores thresholds from -inf (accept all) through reward quantiles and 0 to
+        +inf (accept none); the paper's 0 is kept unless another is more accurate there by
+        more than one standard error. The recoverer is then refitted on all samples. Read at predict time: a number set after fitting is used as is.
     calibration_fraction : float, default=0.2
         Held-out share of the training samples when ``acceptance_threshold="auto"``.
     encoders : dict of str to {"vector", "image"} or callable, default=None
@@ -412,7 +412,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         for threshold in candidate_thresholds(paper["rewards"]):
             run = paper if threshold == 0.0 else self._select_all(hidden, recovered, self.selection, threshold)
             accuracy[threshold] = float(np.mean(run["logits"].argmax(1) == y_held_out))
-        return best_threshold(accuracy), accuracy
+        return best_threshold(accuracy, len(y_held_out)), accuracy
 
     def _recoverer(self):
         return KNNImputer(n_neighbors=5) if self.recoverer is None else self.recoverer
@@ -503,11 +503,21 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         return self.acceptance_threshold_ if self.acceptance_threshold == "auto" else self.acceptance_threshold
 
     def _run(self, X, selection):
-        """Selection results for every sample of ``X``; a dict of numpy arrays."""
-        return self._select_all(*self._prepare(X), selection, self._threshold())
+        """Selection results for every sample of ``X``; a dict of numpy arrays.
+
+        Recovery runs batch by batch, so its memory does not grow with the number of samples.
+        """
+        check_is_fitted(self)
+        arrays = self._modalities(X, reset=False)
+        present, _ = observed_modalities(arrays)
+        check_some_modality_observed(present, self.modalities_)
+        return self._select_all(arrays, None, selection, self._threshold())
 
     def _select_all(self, arrays, recovered, selection, threshold):
-        """Selection results for every sample, in batches of ``predict_batch_size``."""
+        """Selection results for every sample, in batches of ``predict_batch_size``.
+
+        ``recovered`` holds the recovered arrays, or None to recover each batch on the way.
+        """
         network = self.net_.module_.eval()
         device = self.net_.device
         statistics = SubsetStatistics(
@@ -519,7 +529,8 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
             for start in range(0, n_samples, self.predict_batch_size):
                 rows = slice(start, start + self.predict_batch_size)
                 batch = {name: array[rows] for name, array in arrays.items()}
-                recovered_batch = {name: array[rows] for name, array in recovered.items()}
+                recovered_batch = (recover(self.recoverer_, batch) if recovered is None
+                                   else {name: array[rows] for name, array in recovered.items()})
                 fusion = CandidateFusion(network, *self._encode_versions(network, batch, recovered_batch, device))
                 result = select(
                     fusion, statistics, selection=selection, reward_form=self.reward, distance=self.distance,
