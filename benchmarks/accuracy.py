@@ -15,7 +15,10 @@ from sklearn.preprocessing import StandardScaler
 
 from dymo_sklearn.datasets import apply_missing
 
-from .common import MODES, REWARDS, load_split, make_model, oracle_correct, recoverers, with_recoverer
+from sklearn.base import clone
+
+from .common import (MODES, REWARDS, CachedRecovery, load_split, make_model, oracle_correct, recoverers,
+                     with_recoverer)
 
 
 def flat(X):
@@ -48,53 +51,136 @@ def model_configs(dataset, quick):
 THRESHOLDS = {"log": (0.0, 0.05, 0.1, 0.2), "prob": (0.0, 0.02, 0.05)}
 
 
+# Labels of the rows of the held-out-threshold comparison (main config only).
+AUTO = "dymo/log auto"
+AUTO_PAPER = "dymo/log thr=0, auto net"
+AUTO_NONE = "none, auto net"
+AUTO_ALL = "all, auto net"
+AUTO_METHODS = [AUTO, AUTO_PAPER, AUTO_NONE, AUTO_ALL]
+
+
 def run_dataset(dataset, seeds, quick, log):
-    """Raw records: one dict per (seed, config, recoverer, rate, method)."""
+    """Raw records: one dict per (seed, config, recoverer, rate, method), fit info, auto thresholds."""
+    records, fit_info, autos = [], [], []
+    for seed in seeds:
+        r, f, a = run_seed(dataset, seed, quick, log)
+        records += r
+        fit_info += f
+        autos += a
+    return records, fit_info, autos
+
+
+def fit_auto(dataset, recoverer, distance, temperature, seed, quick):
+    """Network fitted with ``acceptance_threshold="auto"``: same settings and seed, the recoverer
+    under test (the calibration depends on it), 80 % of the training samples for the network."""
+    return make_model(dataset, distance=distance, temperature=temperature, seed=seed, quick=quick,
+                      recoverer=clone(recoverer), acceptance_threshold="auto")
+
+
+def run_seed(dataset, seed, quick, log, reduced_side_configs=False, skip_baselines=()):
+    """One seed of one data set: (records, fit info, auto-threshold info)."""
     full = not quick
     records = []
     fit_info = []
-    for seed in seeds:
-        X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
-        tests = {rate: apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
-        for config, distance, temperature, every_recoverer in model_configs(dataset, quick):
-            start = time.perf_counter()
-            model = make_model(dataset, distance=distance, temperature=temperature, seed=seed, quick=quick)
-            model.fit(X_train, y_train)
-            fit_seconds = time.perf_counter() - start
-            epochs = [row["dur"] for row in model.net_.history]
-            fit_info.append(dict(dataset=dataset, seed=seed, config=config, fit_s=fit_seconds,
-                                 epoch_s=float(np.mean(epochs)), n_epochs=len(epochs),
-                                 train_loss=float(model.net_.history[-1, "train_loss"])))
-            log(f"[{dataset}] seed {seed} {config}: fit {fit_seconds:.1f}s ({len(epochs)} epochs)")
-            names = recoverers(dataset, full) if every_recoverer else {"knn": recoverers(dataset, full)["knn"]}
-            for rec_name, recoverer in names.items():
-                clf = with_recoverer(model, recoverer, X_train)
-                main = config.startswith("cosine, t=0.1")
-                for rate, X_missing in tests.items():
-                    def add(method, correct, **kw):
-                        records.append(dict(dataset=dataset, seed=seed, config=config, recoverer=rec_name,
-                                            rate=float(rate), method=method, accuracy=float(np.mean(correct)), **kw))
-                    start = time.perf_counter()
-                    for mode in MODES:
-                        for reward in (REWARDS if mode not in ("none", "all") else ("log",)):
-                            clf.set_params(selection=mode, reward=reward, acceptance_threshold=0.0)
-                            label = mode if mode in ("none", "all") else f"{mode}/{reward}"
-                            add(label, clf.predict(X_missing) == y_test)
-                    if main or dataset == "breast_cancer":
-                        for reward, values in THRESHOLDS.items():
-                            for threshold in values[1:]:
-                                clf.set_params(selection="dymo", reward=reward, acceptance_threshold=threshold)
-                                add(f"dymo/{reward} thr={threshold}", clf.predict(X_missing) == y_test)
-                        correct, n_subsets = oracle_correct(clf, X_missing, y_test, X_train)
-                        add("oracle", correct, n_subsets=n_subsets)
-                    log(f"    {rec_name} rate={rate:.2f}: {time.perf_counter() - start:.1f}s")
-        # What a user would pick instead, on the same splits and the same missing test sets.
-        Ftrain = flat(X_train)
-        for name, baseline in baselines(dataset, full, seed).items():
-            start = time.perf_counter()
-            baseline.fit(Ftrain, y_train)
+    autos = []
+    X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
+    tests = {rate: apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
+    for config, distance, temperature, every_recoverer in model_configs(dataset, quick):
+        if reduced_side_configs and seed != 0 and not config.startswith("cosine, t=0.1"):
+            continue  # side configs (other distance / temperature) on seed 0 only
+        start = time.perf_counter()
+        model = make_model(dataset, distance=distance, temperature=temperature, seed=seed, quick=quick)
+        model.fit(X_train, y_train)
+        fit_seconds = time.perf_counter() - start
+        epochs = [row["dur"] for row in model.net_.history]
+        fit_info.append(dict(dataset=dataset, seed=seed, config=config, fit_s=fit_seconds,
+                             epoch_s=float(np.mean(epochs)), n_epochs=len(epochs),
+                             train_loss=float(model.net_.history[-1, "train_loss"])))
+        log(f"[{dataset}] seed {seed} {config}: fit {fit_seconds:.1f}s ({len(epochs)} epochs)")
+        names = recoverers(dataset, full) if every_recoverer else {"knn": recoverers(dataset, full)["knn"]}
+        for rec_name, recoverer in names.items():
+            clf = with_recoverer(model, recoverer, X_train)
+            main = config.startswith("cosine, t=0.1")
             for rate, X_missing in tests.items():
-                records.append(dict(dataset=dataset, seed=seed, config="baseline", recoverer="-", rate=float(rate),
-                                    method=name, accuracy=float(np.mean(baseline.predict(flat(X_missing)) == y_test))))
-            log(f"[{dataset}] seed {seed} baseline {name}: {time.perf_counter() - start:.1f}s")
-    return records, fit_info
+                def add(method, correct, **kw):
+                    records.append(dict(dataset=dataset, seed=seed, config=config, recoverer=rec_name,
+                                        rate=float(rate), method=method, accuracy=float(np.mean(correct)), **kw))
+                start = time.perf_counter()
+                for mode in MODES:
+                    for reward in (REWARDS if mode not in ("none", "all") else ("log",)):
+                        clf.set_params(selection=mode, reward=reward, acceptance_threshold=0.0)
+                        label = mode if mode in ("none", "all") else f"{mode}/{reward}"
+                        add(label, clf.predict(X_missing) == y_test)
+                if main or dataset == "breast_cancer":
+                    for reward, values in THRESHOLDS.items():
+                        for threshold in values[1:]:
+                            clf.set_params(selection="dymo", reward=reward, acceptance_threshold=threshold)
+                            add(f"dymo/{reward} thr={threshold}", clf.predict(X_missing) == y_test)
+                    correct, n_subsets = oracle_correct(clf, X_missing, y_test, X_train)
+                    add("oracle", correct, n_subsets=n_subsets)
+                log(f"    {rec_name} rate={rate:.2f}: {time.perf_counter() - start:.1f}s")
+            if main:
+                autos.append(auto_rows(dataset, seed, config, rec_name, recoverer, distance, temperature,
+                                       quick, X_train, y_train, tests, y_test, records, log))
+    # What a user would pick instead, on the same splits and the same missing test sets.
+    Ftrain = flat(X_train)
+    for name, baseline in baselines(dataset, full, seed).items():
+        if (dataset, name) in skip_baselines:
+            continue
+        start = time.perf_counter()
+        baseline.fit(Ftrain, y_train)
+        for rate, X_missing in tests.items():
+            records.append(dict(dataset=dataset, seed=seed, config="baseline", recoverer="-", rate=float(rate),
+                                method=name, accuracy=float(np.mean(baseline.predict(flat(X_missing)) == y_test))))
+        log(f"[{dataset}] seed {seed} baseline {name}: {time.perf_counter() - start:.1f}s")
+    return records, fit_info, autos
+
+
+def auto_rows(dataset, seed, config, rec_name, recoverer, distance, temperature, quick, X_train, y_train, tests,
+              y_test, records, log):
+    """Fit the auto-threshold network for one recoverer and evaluate it on the same missing test sets:
+    the fitted threshold (``AUTO``), the paper's 0 on the same network (``AUTO_PAPER``), none and all."""
+    start = time.perf_counter()
+    model = fit_auto(dataset, recoverer, distance, temperature, seed, quick)
+    model.fit(X_train, y_train)
+    fit_seconds = time.perf_counter() - start
+    model.recoverer_ = CachedRecovery(model.recoverer_)
+    for rate, X_missing in tests.items():
+        for method, params in ((AUTO, dict(selection="dymo", acceptance_threshold="auto")),
+                               (AUTO_PAPER, dict(selection="dymo", acceptance_threshold=0.0)),
+                               (AUTO_NONE, dict(selection="none", acceptance_threshold=0.0)),
+                               (AUTO_ALL, dict(selection="all", acceptance_threshold=0.0))):
+            model.set_params(reward="log", **params)
+            records.append(dict(dataset=dataset, seed=seed, config=config, recoverer=rec_name, rate=float(rate),
+                                method=method, accuracy=float(np.mean(model.predict(X_missing) == y_test))))
+    model.set_params(selection="dymo", acceptance_threshold="auto")
+    threshold = float(model.acceptance_threshold_)
+    calibration = {repr(float(k)): float(v) for k, v in getattr(model, "calibration_accuracy_", {}).items()}
+    log(f"    {rec_name} auto: fit {fit_seconds:.1f}s, threshold {threshold:g}, total "
+        f"{time.perf_counter() - start:.1f}s")
+    return dict(dataset=dataset, seed=seed, config=config, recoverer=rec_name, threshold=threshold,
+                calibration_accuracy=calibration, fit_s=fit_seconds,
+                n_epochs=len(model.net_.history))
+
+
+_STARTED = None
+
+
+def init_worker(threads, started):
+    """Initializer of the worker processes of ``run_all --jobs``."""
+    global _STARTED
+    import torch
+
+    torch.set_num_threads(threads)
+    _STARTED = started
+
+
+def _worker_log(message):
+    import os
+
+    print(f"[{time.perf_counter() - _STARTED:7.1f}s pid {os.getpid()}] {message}", flush=True)
+
+
+def run_task(dataset, seed, quick, reduced_side_configs, skip_baselines):
+    """One (data set, seed) in a worker process."""
+    return run_seed(dataset, seed, quick, _worker_log, reduced_side_configs, skip_baselines)

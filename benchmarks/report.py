@@ -7,6 +7,8 @@ import pandas as pd
 
 MAIN_METHODS = ["none", "all", "simultaneous/log", "iterative/log", "dymo/log", "simultaneous/prob",
                 "iterative/prob", "dymo/prob", "oracle"]
+# Rows of the held-out-threshold comparison (benchmarks/accuracy.py).
+AUTO_METHODS = ["dymo/log auto", "dymo/log thr=0, auto net", "none, auto net", "all, auto net"]
 DATASET_TITLES = {
     "polymnist_digits": "PolyMNIST-like, scikit-learn digits (M = 5, 8x8, background 1.0)",
     "polymnist_mnist": "PolyMNIST-like, real MNIST (M = 5, 14x14, background 1.0, disjoint train/test digit pools)",
@@ -173,7 +175,14 @@ def write_markdown(path, results, command, figures):
               "- Baselines see the same splits, flattened and concatenated: HistGradientBoostingClassifier "
               "(native NaN) and imputer + StandardScaler + LogisticRegression, trained on the complete training part.",
               "- `/log`, `/prob`: reward forms; `thr=`: `acceptance_threshold` (a candidate is accepted only when "
-              "its reward exceeds it).", ""]
+              "its reward exceeds it).",
+              "- **auto rows** (main config, every recoverer): a second network per (seed, recoverer), same "
+              "settings and seed, fitted with `acceptance_threshold=\"auto\"` and that recoverer: it trains on "
+              "80 % of the training samples and fits the threshold on the other 20 % (modalities hidden at "
+              "random, recovered by a recoverer fitted without them). `dymo/log auto` predicts with the fitted "
+              "threshold; `dymo/log thr=0, auto net` is the paper's rule on the *same* network (`set_params("
+              "acceptance_threshold=0.0)`), `none, auto net` / `all, auto net` likewise. `none` and `all` "
+              "without suffix are the network trained on all training samples.", ""]
     lines += ["## Accuracy (%)", ""]
     for dataset in [d for d in DATASET_TITLES if d in set(frame.dataset)]:
         lines += [f"### {DATASET_TITLES[dataset]}", ""]
@@ -181,7 +190,8 @@ def write_markdown(path, results, command, figures):
         configs = [c for c in sub.config.unique() if c != "baseline"]
         for config in configs:
             for recoverer in sub[sub.config == config].recoverer.unique():
-                methods = MAIN_METHODS + sorted(m for m in sub.method.unique() if "thr=" in m)
+                methods = (MAIN_METHODS + sorted(m for m in sub.method.unique() if "thr=" in m and "auto" not in m)
+                           + AUTO_METHODS)
                 lines += [f"**{config}, recoverer `{recoverer}`** (n seeds = {sub.seed.nunique()})", "",
                           accuracy_table(frame, dataset, config, recoverer, methods), ""]
                 key = (dataset, config, recoverer)
@@ -190,6 +200,8 @@ def write_markdown(path, results, command, figures):
         fit = fits[fits.dataset == dataset]
         lines += ["Fit: " + "; ".join(f"{c}: {g.fit_s.mean():.1f} s ({g.epoch_s.mean():.2f} s/epoch, "
                                        f"{int(g.n_epochs.mean())} epochs)" for c, g in fit.groupby("config")), ""]
+    if results.get("auto_thresholds"):
+        lines += auto_section(frame, results["auto_thresholds"])
     cost = results["cost"]
     lines += ["## Cost of selection", "",
               f"M = {cost['n_modalities']}, η = {cost['missing_rate']}, one batch of {cost['n']} samples "
@@ -247,3 +259,60 @@ def write_markdown(path, results, command, figures):
     analysis = results.get("analysis_markdown", "")
     with open(path, "w") as handle:
         handle.write(text.replace("{{ANALYSIS}}", analysis))
+
+
+def threshold_label(value):
+    value = float(value)
+    if np.isinf(value):
+        return "+inf" if value > 0 else "-inf"
+    return f"{value:.3g}"
+
+
+def auto_summary(frame, autos):
+    """Per (data set, recoverer): chosen thresholds and the accuracies at the highest missing rate,
+    and the worst gap of each rule against the better of none/all (main network) at any rate."""
+    rows = []
+    autos = pd.DataFrame(autos)
+    for (dataset, recoverer), group in autos.groupby(["dataset", "recoverer"], sort=False):
+        part = frame[(frame.dataset == dataset) & (frame.recoverer == recoverer)
+                     & (frame.config == group.config.iloc[0])]
+        rates = sorted(part.rate.unique())
+        top = rates[-1]
+
+        def acc(method, rate):
+            return part[(part.method == method) & (part.rate == rate)].accuracy.mean() * 100
+
+        def worst(method):
+            return min(acc(method, r) - max(acc("none", r), acc("all", r)) for r in rates)
+
+        rows.append(dict(
+            dataset=dataset, recoverer=recoverer, rate=float(top),
+            thresholds=[float(t) for t in group.sort_values("seed").threshold],
+            none=acc("none", top), all=acc("all", top), dymo_paper=acc("dymo/log", top),
+            auto_net_none=acc("none, auto net", top), auto_net_all=acc("all, auto net", top),
+            auto_net_paper=acc("dymo/log thr=0, auto net", top), auto=acc("dymo/log auto", top),
+            auto_gain_top=acc("dymo/log auto", top) - max(acc("none", top), acc("all", top)),
+            worst_paper=worst("dymo/log"), worst_auto_net_paper=worst("dymo/log thr=0, auto net"),
+            worst_auto=worst("dymo/log auto"),
+            auto_fit_s=float(group.fit_s.mean())))
+    return rows
+
+
+def auto_section(frame, autos):
+    rows = auto_summary(frame, autos)
+    lines = ["## Held-out acceptance threshold (`acceptance_threshold=\"auto\"`, cosine, t=0.1)", "",
+             "Accuracy at the highest missing rate (η = 0.8; 2/3 views for breast cancer), mean over seeds. "
+             "*best* = the better of `none`/`all` of the network trained on all samples; *worst gap* = the "
+             "lowest (rule − best of none/all) over every missing rate. Thresholds: one per seed "
+             "(+inf accepts nothing = `none`, -inf accepts every candidate = `all`, 0 = the paper's rule).", "",
+             "| data set | recoverer | thresholds (per seed) | none | all | dymo/log, thr=0 | auto net: none / all / thr=0 "
+             "| **dymo/log auto** | auto − best | worst gap: thr=0 / auto net thr=0 / auto | auto fit (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['recoverer']} | {', '.join(threshold_label(t) for t in r['thresholds'])} | "
+            f"{r['none']:.1f} | {r['all']:.1f} | {r['dymo_paper']:.1f} | "
+            f"{r['auto_net_none']:.1f} / {r['auto_net_all']:.1f} / {r['auto_net_paper']:.1f} | **{r['auto']:.1f}** | "
+            f"{r['auto_gain_top']:+.1f} | {r['worst_paper']:+.1f} / {r['worst_auto_net_paper']:+.1f} / "
+            f"{r['worst_auto']:+.1f} | {r['auto_fit_s']:.1f} |")
+    return lines + [""]

@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from tqdm.auto import tqdm
 from sklearn.impute import KNNImputer
 from sklearn.model_selection import train_test_split
 from skorch.dataset import Dataset, ValidSplit
@@ -107,7 +108,8 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
     device : {"auto", "cpu", "cuda"}, default="auto"
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
-        Training progress (skorch's epoch table and progress bar) when positive.
+        When positive: training progress (skorch's epoch table and progress bar) and a progress
+        bar over the batches of a long prediction.
 
     Attributes
     ----------
@@ -525,8 +527,11 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         ).to_torch(device)
         n_samples = next(iter(arrays.values())).shape[0]
         outputs = {key: [] for key in ("logits", "selected", "order", "rewards", "evaluations", "candidates")}
+        starts = range(0, n_samples, self.predict_batch_size)
+        if self.verbose and len(starts) > 1:
+            starts = tqdm(starts, desc=f"DyMo {selection}", unit="batch", leave=False)
         with torch.inference_mode():
-            for start in range(0, n_samples, self.predict_batch_size):
+            for start in starts:
                 rows = slice(start, start + self.predict_batch_size)
                 batch = {name: array[rows] for name, array in arrays.items()}
                 recovered_batch = (recover(self.recoverer_, batch) if recovered is None

@@ -161,3 +161,14 @@ def test_fit_errors_are_named(image_table_data):
         fitted.predict(empty)
     with pytest.raises(TypeError, match="fitted on a dict"):
         fitted.predict(np.ones((3, 80)))
+
+
+def test_verbose_shows_training_and_prediction_progress(image_table_data, capsys):
+    X, y = image_table_data
+    clf = tiny_classifier(verbose=1, predict_batch_size=100).fit(X, y)
+    training = capsys.readouterr()
+    assert "train_loss" in training.out
+    clf.predict(X)
+    assert "DyMo dymo" in capsys.readouterr().err
+    clf.set_params(verbose=0).predict(X)
+    assert capsys.readouterr().err == ""
