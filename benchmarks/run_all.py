@@ -1,6 +1,6 @@
 """Run every benchmark and write docs/benchmarks.md, PNG plots and a JSON of raw numbers.
 
-    python -m benchmarks.run_all            # full: 3 seeds, all grids (about 40 min on 2 cores)
+    python -m benchmarks.run_all --jobs 2   # full: 3 seeds, all grids (about 35 min on 2 cores)
     python -m benchmarks.run_all --quick    # CI smoke test: 1 seed, small grids (< 3 min)
 """
 
@@ -197,7 +197,8 @@ def write_report(results, out, suffix, quick):
     results["analysis_markdown"] = targets_markdown(results) + "\n" + notes
     command = ". .venv/bin/activate && pip install -e '.[plot]' mlxtend\n" + (
         "python -m benchmarks.run_all --quick   # writes docs/benchmarks_quick.md" if quick
-        else "nohup python -m benchmarks.run_all > benchmarks_full.log 2>&1 &   # writes docs/benchmarks.md")
+        else "nohup python -m benchmarks.run_all --threads 1 --jobs 2 > benchmarks_full.log 2>&1 &   "
+             "# writes docs/benchmarks.md")
     md_name = f"benchmarks{suffix}.md"
     report.write_markdown(out / md_name, results, command, figures)
     with open(out / results["meta"]["json_name"], "w") as handle:
