@@ -1,5 +1,9 @@
-"""Recovery of missing modalities: scikit-learn imputers on the flattened modalities."""
+"""Recovery of missing modalities: scikit-learn imputers on the flattened modalities, and neural
+recoverers that understand modalities (a multimodal VAE, a TIP-style tabular model)."""
 
+from ._diagnostics import recovery_report
 from ._imputer import fit_recoverer, recover
+from ._mvae import MultimodalVAERecoverer
+from ._tabular import TabularRecoverer
 
-__all__ = ["fit_recoverer", "recover"]
+__all__ = ["MultimodalVAERecoverer", "TabularRecoverer", "fit_recoverer", "recover", "recovery_report"]

@@ -1,0 +1,102 @@
+"""Shared pieces of the neural recoverers: scaling, a skorch net for self-supervised losses,
+and the base class that validates input and keeps observed entries."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import ProgressBar
+
+from .._input import validate_modalities
+
+
+class SelfSupervisedNet(NeuralNet):
+    """skorch net whose module returns its own training loss (no targets)."""
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        return y_pred
+
+
+class NeuralRecoverer(TransformerMixin, BaseEstimator):
+    """Base of recoverers that see the modality structure (``accepts_multimodal_input``).
+
+    Subclasses implement ``_build_module(shapes)`` and ``_fill(module, arrays)``, which returns
+    recovered arrays in the scaled space; this class validates, scales, trains through skorch
+    and copies observed entries back unchanged.
+    """
+
+    accepts_multimodal_input = True
+
+    def _unscaled_features(self, name):
+        """Flat indices of a modality's features left unscaled (e.g. category codes)."""
+        return np.array([], dtype=int)
+
+    def _check_fit_input(self, arrays):
+        """Hook for subclass-specific validation of the training modalities."""
+
+    def _resolve_device(self):
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def fit(self, X, y=None):
+        """Fit on a dict of modalities (NaN = missing); ``y`` is ignored."""
+        arrays = validate_modalities(X)
+        self.modality_shapes_ = {name: array.shape[1:] for name, array in arrays.items()}
+        self.center_, self.scale_ = {}, {}
+        for name, array in arrays.items():
+            flat = array.reshape(array.shape[0], -1)
+            with np.errstate(all="ignore"):
+                center = np.nan_to_num(np.nanmean(flat, axis=0))
+                scale = np.nan_to_num(np.nanstd(flat, axis=0))
+            scale = np.where(scale > 1e-6, scale, 1.0)
+            exempt = self._unscaled_features(name)
+            center[exempt], scale[exempt] = 0.0, 1.0
+            self.center_[name] = center.astype(np.float32)
+            self.scale_[name] = scale.astype(np.float32)
+        self._check_fit_input(arrays)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        torch.manual_seed(seed)
+        self.net_ = SelfSupervisedNet(
+            self._module_class(), **{f"module__{k}": v for k, v in self._module_kwargs().items()},
+            criterion=torch.nn.MSELoss, optimizer=torch.optim.AdamW, lr=self.lr, max_epochs=self.max_epochs,
+            batch_size=self.batch_size, iterator_train__shuffle=True, train_split=None,
+            callbacks=[("progress", ProgressBar())] if self.verbose else [],
+            device=self._resolve_device(), verbose=int(self.verbose),
+        )
+        self.net_.fit(self._scaled(arrays), None)
+        return self
+
+    def _scaled(self, arrays):
+        return {name: ((array.reshape(array.shape[0], -1) - self.center_[name]) / self.scale_[name]).reshape(array.shape)
+                for name, array in arrays.items()}
+
+    def transform(self, X):
+        """Dict of arrays with every missing entry filled and observed entries unchanged."""
+        check_is_fitted(self)
+        arrays = validate_modalities(X, reference_shapes=self.modality_shapes_)
+        scaled = self._scaled(arrays)
+        module = self.net_.module_.eval()
+        device = self.net_.device
+        generator = None
+        if getattr(self, "sample", False):
+            generator = torch.Generator(device=device).manual_seed(
+                int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
+        n_samples = next(iter(arrays.values())).shape[0]
+        pieces = {name: [] for name in arrays}
+        with torch.inference_mode():
+            for start in range(0, n_samples, self.batch_size_transform):
+                batch = {name: torch.as_tensor(array[start:start + self.batch_size_transform], device=device)
+                         for name, array in scaled.items()}
+                for name, value in module.reconstruct(batch, generator=generator).items():
+                    pieces[name].append(value.float().cpu().numpy())
+        recovered = {}
+        for name, array in arrays.items():
+            filled = np.concatenate(pieces[name]).reshape(array.shape[0], -1)
+            filled = filled * self.scale_[name] + self.center_[name]
+            recovered[name] = np.where(np.isnan(array), filled.reshape(array.shape), array).astype(np.float32)
+        return recovered
