@@ -1,0 +1,341 @@
+"""Pictures of what DyMo did, drawn from :meth:`DyMoClassifier.explain`'s DataFrame.
+
+matplotlib is imported only when a plotting function runs, so the package does not require it
+(``pip install "dymo_sklearn[plot]"``). Each ``plot_*`` function takes the ``explain`` DataFrame
+(and the true labels where needed), draws on ``ax`` (a new figure when None) and returns the
+Axes. The numbers behind each picture come from a function that needs no matplotlib:
+:func:`selection_fractions`, :func:`transition_counts` and :func:`candidate_rewards`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "selection_fractions",
+    "transition_counts",
+    "candidate_rewards",
+    "plot_selection_heatmap",
+    "plot_transitions",
+    "plot_reward_distributions",
+]
+
+TRANSITIONS = ("corrected", "broken", "unchanged right", "unchanged wrong")
+_TRANSITION_COLORS = ("tab:green", "tab:red", "tab:blue", "tab:gray")
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "dymo_sklearn.plotting needs matplotlib: pip install 'dymo_sklearn[plot]'."
+        ) from error
+    return plt
+
+
+def _axes(ax):
+    if ax is None:
+        _, ax = _pyplot().subplots()
+    return ax
+
+
+def _modalities(explanation):
+    """Modality names, in the fitted order, from the ``step_<m>`` columns."""
+    names = [column[len("step_"):] for column in explanation.columns if column.startswith("step_")]
+    if not names or "candidates" not in explanation.columns:
+        raise ValueError(
+            "Expected the DataFrame returned by DyMoClassifier.explain (columns 'candidates', "
+            f"'step_<m>', 'reward_<m>', ...); got columns {list(explanation.columns)}."
+        )
+    return names
+
+
+def _pattern(observed, candidates):
+    """Label of a missing pattern: recovered modalities, '*' marking a partially observed one."""
+    observed = set(observed)
+    parts = [f"{name}*" if name in observed else name for name in candidates]
+    return "recovered: " + ", ".join(parts) if parts else "complete"
+
+
+def _labels(explanation, y, name):
+    if y is None:
+        return None
+    y = np.asarray(y)
+    if y.shape != (len(explanation),):
+        raise ValueError(f"{name} has shape {y.shape}; expected ({len(explanation)},), one label per row.")
+    return y
+
+
+def selection_fractions(explanation, y=None, *, by="pattern"):
+    """Fraction of candidates accepted, per modality and per missing pattern or per class.
+
+    Parameters
+    ----------
+    explanation : pandas.DataFrame
+        The output of :meth:`DyMoClassifier.explain`.
+    y : array-like of shape (n_samples,), default=None
+        True labels, used when ``by="class"``; None uses the ``prediction`` column.
+    by : {"pattern", "class"}, default="pattern"
+        Rows of the result: the missing pattern (which modalities were recovered; ``m*`` marks
+        a partially observed modality) or the class.
+
+    Returns
+    -------
+    fractions : pandas.DataFrame
+        One row per pattern or class, one column per modality: the number of samples of the row
+        that accepted the modality divided by the number that had it as a candidate; NaN where
+        no sample had it as a candidate.
+    counts : pandas.DataFrame
+        The denominators (number of candidates), same shape.
+    """
+    names = _modalities(explanation)
+    if by == "pattern":
+        keys = [_pattern(o, c) for o, c in zip(explanation["observed"], explanation["candidates"])]
+    elif by == "class":
+        labels = _labels(explanation, y, "y")
+        keys = list(explanation["prediction"] if labels is None else labels)
+    else:
+        raise ValueError(f"by must be 'pattern' or 'class', got {by!r}.")
+    candidate = pd.DataFrame(
+        {name: [name in c for c in explanation["candidates"]] for name in names},
+        index=explanation.index,
+    )
+    accepted = pd.DataFrame(
+        {name: np.asarray(explanation[f"step_{name}"]) > 0 for name in names}, index=explanation.index
+    ) & candidate
+    keys = pd.Series(keys, index=explanation.index, name=by)
+    counts = candidate.groupby(keys).sum()
+    fractions = accepted.groupby(keys).sum() / counts.where(counts > 0)
+    return fractions.astype(float), counts.astype(int)
+
+
+def transition_counts(explanation, y):
+    """How predictions changed from "observed only" to "after selection".
+
+    Parameters
+    ----------
+    explanation : pandas.DataFrame
+        The output of :meth:`DyMoClassifier.explain`.
+    y : array-like of shape (n_samples,)
+        True labels.
+
+    Returns
+    -------
+    pandas.Series
+        Counts indexed by ``"corrected"`` (wrong with observed modalities only, right after
+        selection), ``"broken"`` (right, then wrong), ``"unchanged right"`` and
+        ``"unchanged wrong"`` (wrong both times, whether or not the wrong label changed).
+    """
+    y = _labels(explanation, y, "y")
+    if y is None:
+        raise ValueError("transition_counts needs the true labels y.")
+    before = np.asarray(explanation["prediction_observed_only"]) == y
+    after = np.asarray(explanation["prediction"]) == y
+    counts = [(~before & after).sum(), (before & ~after).sum(), (before & after).sum(), (~before & ~after).sum()]
+    return pd.Series(np.asarray(counts, dtype=int), index=list(TRANSITIONS), name="samples")
+
+
+def candidate_rewards(explanation):
+    """Reward of every evaluated candidate, and whether it was accepted.
+
+    Parameters
+    ----------
+    explanation : pandas.DataFrame
+        The output of :meth:`DyMoClassifier.explain`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (sample, candidate modality) with a finite reward, columns ``sample`` (row
+        label in ``explanation``), ``modality``, ``reward`` (when accepted: the reward that
+        accepted it; otherwise: its last reward) and ``accepted``. Candidates never evaluated
+        (selection modes ``none`` and ``all``) have no reward and no row.
+    """
+    names = _modalities(explanation)
+    frames = []
+    for name in names:
+        reward = np.asarray(explanation[f"reward_{name}"], dtype=float)
+        keep = np.isfinite(reward)
+        frames.append(pd.DataFrame({
+            "sample": explanation.index[keep],
+            "modality": name,
+            "reward": reward[keep],
+            "accepted": np.asarray(explanation[f"step_{name}"])[keep] > 0,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_selection_heatmap(explanation, y=None, *, by="pattern", ax=None, cmap="viridis", annotate=True):
+    """Heatmap of the fraction of recovered candidates accepted, per modality.
+
+    Parameters
+    ----------
+    explanation : pandas.DataFrame
+        The output of :meth:`DyMoClassifier.explain`.
+    y : array-like of shape (n_samples,), default=None
+        True labels for ``by="class"``; None groups by predicted class.
+    by : {"pattern", "class"}, default="pattern"
+        Rows: missing pattern (which modalities were recovered) or class.
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; None creates a figure.
+    cmap : str or Colormap, default="viridis"
+    annotate : bool, default=True
+        Write each fraction and its number of candidates in its cell.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The image is ``ax.images[0]``; its array holds the fractions of
+        :func:`selection_fractions` (masked where a modality was never a candidate).
+    """
+    fractions, counts = selection_fractions(explanation, y, by=by)
+    ax = _axes(ax)
+    values = np.ma.masked_invalid(fractions.to_numpy(dtype=float))
+    ax.set_facecolor("0.92")  # cells where the modality was never a candidate
+    image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(fractions.shape[1]), fractions.columns)
+    ax.set_yticks(range(fractions.shape[0]), [str(index) for index in fractions.index])
+    ax.set_xlabel("recovered modality")
+    ax.set_ylabel("missing pattern" if by == "pattern" else "class" + (" (predicted)" if y is None else ""))
+    ax.set_title("share of recovered candidates accepted")
+    if annotate:
+        for (row, column), value in np.ndenumerate(fractions.to_numpy(dtype=float)):
+            if np.isfinite(value):
+                ax.text(column, row, f"{value:.2f}\n(n={counts.iat[row, column]})", ha="center",
+                        va="center", fontsize=8, color="white" if value < 0.5 else "black")
+    ax.figure.colorbar(image, ax=ax, label="accepted / candidates")
+    return ax
+
+
+def plot_transitions(explanation, y, *, ax=None):
+    """Transition diagram from "observed only" to "after selection" predictions.
+
+    Two stacked columns, right/wrong with observed modalities only and right/wrong after
+    selection, are joined by bands whose widths are the counts of :func:`transition_counts`
+    (corrected, broken, unchanged right, unchanged wrong).
+
+    Parameters
+    ----------
+    explanation : pandas.DataFrame
+        The output of :meth:`DyMoClassifier.explain`.
+    y : array-like of shape (n_samples,)
+        True labels.
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; None creates a figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The bands are the Axes' patches with ``get_label()`` in ``"corrected"``, ``"broken"``,
+        ``"unchanged right"``, ``"unchanged wrong"``; each band's ``count`` attribute is its
+        number of samples.
+    """
+    from matplotlib.patches import Polygon, Rectangle
+
+    counts = transition_counts(explanation, y)
+    total = max(int(counts.sum()), 1)
+    ax = _axes(ax)
+    width, gap = 0.12, 0.02 * total
+    right_before = counts["unchanged right"] + counts["broken"]
+    right_after = counts["unchanged right"] + counts["corrected"]
+    # Column layout, bottom to top: wrong then right (with a gap in between).
+    blocks = {
+        ("before", "wrong"): (0.0, total - right_before),
+        ("before", "right"): (total - right_before + gap, right_before),
+        ("after", "wrong"): (0.0, total - right_after),
+        ("after", "right"): (total - right_after + gap, right_after),
+    }
+    x = {"before": 0.0, "after": 1.0}
+    for (side, outcome), (bottom, height) in blocks.items():
+        ax.add_patch(Rectangle((x[side] - width / 2, bottom), width, height,
+                               facecolor="0.85", edgecolor="0.3", label=f"_{side} {outcome}"))
+        if height > 0:
+            ax.text(x[side] + (-1 if side == "before" else 1) * (width / 2 + 0.02), bottom + height / 2,
+                    f"{outcome}\n{height}", ha="right" if side == "before" else "left", va="center")
+    # Bands, stacked inside each block in a fixed order so they do not cross needlessly.
+    flows = [  # (name, from, to)
+        ("unchanged wrong", "wrong", "wrong"),
+        ("corrected", "wrong", "right"),
+        ("broken", "right", "wrong"),
+        ("unchanged right", "right", "right"),
+    ]
+    offset = {key: block[0] for key, block in blocks.items()}
+    colors = dict(zip(TRANSITIONS, _TRANSITION_COLORS))
+    for name, source, target in flows:
+        count = int(counts[name])
+        y0, y1 = offset[("before", source)], offset[("after", target)]
+        offset[("before", source)] += count
+        offset[("after", target)] += count
+        xs = np.linspace(x["before"] + width / 2, x["after"] - width / 2, 30)
+        t = (xs - xs[0]) / (xs[-1] - xs[0])
+        smooth = 3 * t**2 - 2 * t**3
+        lower = y0 + (y1 - y0) * smooth
+        points = np.concatenate([np.c_[xs, lower], np.c_[xs[::-1], lower[::-1] + count]])
+        band = Polygon(points, closed=True, facecolor=colors[name], alpha=0.55, edgecolor="none",
+                       label=name)
+        band.count = count
+        ax.add_patch(band)
+    ax.set_xlim(-0.45, 1.45)
+    ax.set_ylim(-gap, total + 2 * gap)
+    ax.set_xticks([0, 1], ["observed only", "after selection"])
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    accuracy_before, accuracy_after = right_before / total, right_after / total
+    ax.set_title(f"accuracy {accuracy_before:.3f} -> {accuracy_after:.3f}")
+    handles = [Rectangle((0, 0), 1, 1, facecolor=colors[name], alpha=0.55) for name in TRANSITIONS]
+    ax.legend(handles, [f"{name}: {counts[name]}" for name in TRANSITIONS], loc="upper center",
+              bbox_to_anchor=(0.5, -0.08), ncol=2, frameon=False)
+    return ax
+
+
+def plot_reward_distributions(explanation, *, threshold=None, bins=30, clip_quantile=0.01, ax=None):
+    """Histograms of the rewards of accepted and of rejected recovered candidates.
+
+    Parameters
+    ----------
+    explanation : pandas.DataFrame
+        The output of :meth:`DyMoClassifier.explain` (selection ``dymo``, ``iterative`` or
+        ``simultaneous``; the other modes evaluate no reward).
+    threshold : float, default=None
+        Acceptance threshold to mark with a vertical line, e.g. ``clf.acceptance_threshold_``.
+    bins : int or sequence, default=30
+        Shared bins of both histograms (a sequence gives the edges).
+    clip_quantile : float in [0, 0.5), default=0.01
+        With an integer ``bins``, the bins span the ``clip_quantile`` to ``1 - clip_quantile``
+        quantiles of the rewards (rejected rewards have a long negative tail). Rewards outside
+        the bins are counted in the first or last bin, so every candidate is drawn.
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; None creates a figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax.containers`` holds the two histograms (accepted first, then rejected); their bar
+        heights are the counts per bin.
+    """
+    rewards = candidate_rewards(explanation)
+    ax = _axes(ax)
+    if rewards.empty:
+        ax.text(0.5, 0.5, "no rewards evaluated", ha="center", va="center", transform=ax.transAxes)
+        return ax
+    values_all = rewards["reward"].to_numpy()
+    if np.ndim(bins) == 0:
+        low, high = np.quantile(values_all, [clip_quantile, 1.0 - clip_quantile])
+        if threshold is not None and np.isfinite(threshold):
+            low, high = min(low, threshold), max(high, threshold)
+        edges = np.histogram_bin_edges(values_all, bins=int(bins), range=(low, high) if high > low else None)
+    else:
+        edges = np.asarray(bins, dtype=float)
+    for accepted, color, label in ((True, "tab:green", "accepted"), (False, "tab:red", "rejected")):
+        values = np.clip(rewards.loc[rewards["accepted"] == accepted, "reward"], edges[0], edges[-1])
+        ax.hist(values, bins=edges, color=color, alpha=0.6, label=f"{label} ({len(values)})")
+    if threshold is not None and np.isfinite(threshold):
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
+    ax.set_xlabel("reward of a recovered candidate")
+    ax.set_ylabel("candidates")
+    ax.set_title("rewards of accepted vs rejected candidates")
+    ax.legend()
+    return ax

@@ -1,0 +1,140 @@
+"""The pictures of dymo_sklearn.plotting draw the numbers they claim to draw."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from dymo_sklearn import plotting  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.fixture
+def explanation():
+    """Six samples, three modalities; rewards and steps written by hand."""
+    nan = np.nan
+    return pd.DataFrame({
+        "observed": [["a"], ["a"], ["a"], ["b", "c"], ["a", "b", "c"], ["b", "c"]],
+        "candidates": [["b", "c"], ["b", "c"], ["b", "c"], ["a"], [], ["a"]],
+        "selected": [["b"], ["c", "b"], [], ["a"], [], []],
+        "reward_a": [nan, nan, nan, 0.5, nan, -0.2],
+        "step_a": [0, 0, 0, 1, 0, 0],
+        "reward_b": [0.3, 0.1, -0.4, nan, nan, nan],
+        "step_b": [1, 2, 0, 0, 0, 0],
+        "reward_c": [-0.1, 0.2, -0.3, nan, nan, nan],
+        "step_c": [0, 1, 0, 0, 0, 0],
+        "prediction": [1, 0, 1, 0, 1, 1],
+        "prediction_observed_only": [0, 0, 1, 1, 1, 0],
+    })
+
+
+Y = np.array([1, 1, 1, 0, 1, 0])
+
+
+def test_selection_fractions_by_pattern(explanation):
+    fractions, counts = plotting.selection_fractions(explanation)
+    assert list(fractions.columns) == ["a", "b", "c"]
+    # Pattern "b, c recovered": b accepted 2 of 3 times, c 1 of 3; a never a candidate.
+    row = fractions.loc["recovered: b, c"]
+    assert np.isnan(row["a"]) and row["b"] == pytest.approx(2 / 3) and row["c"] == pytest.approx(1 / 3)
+    assert fractions.loc["recovered: a", "a"] == pytest.approx(0.5)
+    assert fractions.loc["complete"].isna().all()
+    assert counts.loc["recovered: b, c"].tolist() == [0, 3, 3]
+
+
+def test_selection_fractions_marks_partial_modalities(explanation):
+    explanation.at[0, "observed"] = ["a", "b"]
+    fractions, _ = plotting.selection_fractions(explanation)
+    assert "recovered: b*, c" in fractions.index
+
+
+def test_heatmap_values_are_the_fractions(explanation):
+    ax = plotting.plot_selection_heatmap(explanation, Y, by="class")
+    drawn = ax.images[0].get_array()
+    # Class 0 (rows 3, 5): a accepted once of twice. Class 1: b 2/3, c 1/3.
+    expected = np.array([[0.5, np.nan, np.nan], [np.nan, 2 / 3, 1 / 3]])
+    np.testing.assert_allclose(np.ma.filled(drawn, np.nan), expected)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "1"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    texts = {t.get_text() for t in ax.texts}
+    assert "0.67\n(n=3)" in texts and "0.50\n(n=2)" in texts
+
+
+def test_heatmap_by_predicted_class_and_pattern(explanation):
+    ax = plotting.plot_selection_heatmap(explanation, by="class")  # groups by "prediction"
+    drawn = np.ma.filled(ax.images[0].get_array(), np.nan)
+    np.testing.assert_allclose(drawn, [[1.0, 1.0, 1.0], [0.0, 0.5, 0.0]])
+    ax = plotting.plot_selection_heatmap(explanation)
+    assert len(ax.get_yticklabels()) == 3
+
+
+def test_transition_counts_and_bands(explanation):
+    counts = plotting.transition_counts(explanation, Y)
+    # Right with observed only: rows 2, 4, 5; right after selection: rows 0, 2, 3, 4.
+    assert counts.to_dict() == {"corrected": 2, "broken": 1, "unchanged right": 2, "unchanged wrong": 1}
+    ax = plotting.plot_transitions(explanation, Y)
+    bands = {p.get_label(): p.count for p in ax.patches if p.get_label() in plotting.TRANSITIONS}
+    assert bands == counts.to_dict()
+    for patch in ax.patches:  # a band's height is its count
+        if patch.get_label() in plotting.TRANSITIONS:
+            xy = patch.get_xy()[:-1]  # without the closing point: lower edge, then upper reversed
+            heights = xy[len(xy) // 2:][::-1, 1] - xy[: len(xy) // 2, 1]
+            np.testing.assert_allclose(heights, patch.count)
+    assert ax.get_title() == "accuracy 0.500 -> 0.667"
+
+
+def test_transitions_need_matching_labels(explanation):
+    with pytest.raises(ValueError, match="one label per row"):
+        plotting.transition_counts(explanation, Y[:3])
+
+
+def test_reward_histograms(explanation):
+    rewards = plotting.candidate_rewards(explanation)
+    assert len(rewards) == 8 and rewards["accepted"].sum() == 4
+    ax = plotting.plot_reward_distributions(explanation, threshold=0.0, bins=[-1, 0, 1])
+    accepted, rejected = ax.containers
+    assert [bar.get_height() for bar in accepted] == [0, 4]
+    assert [bar.get_height() for bar in rejected] == [4, 0]
+    assert ax.lines[0].get_xdata()[0] == 0.0
+
+
+def test_reward_outliers_land_in_the_edge_bins(explanation):
+    explanation.at[2, "reward_b"] = -100.0  # a rejected outlier
+    ax = plotting.plot_reward_distributions(explanation, bins=[-1, 0, 1])
+    accepted, rejected = ax.containers
+    assert sum(bar.get_height() for bar in accepted) + sum(bar.get_height() for bar in rejected) == 8
+    ax = plotting.plot_reward_distributions(explanation, bins=4, clip_quantile=0.2)
+    assert ax.containers[1][0].get_x() > -100  # the bins follow the quantiles, not the outlier
+    assert sum(bar.get_height() for bar in ax.containers[1]) == 4
+
+
+def test_rejects_other_frames():
+    with pytest.raises(ValueError, match="explain"):
+        plotting.selection_fractions(pd.DataFrame({"x": [1]}))
+
+
+def test_plots_from_a_fitted_model(image_table_data):
+    from sklearn.impute import SimpleImputer
+
+    from dymo_sklearn import DyMoClassifier
+
+    X, y = image_table_data
+    clf = DyMoClassifier(d_model=16, n_heads=2, n_layers=1, projection_dim=8, max_epochs=2,
+                         recoverer=SimpleImputer(), acceptance_threshold=0.0, random_state=0).fit(X, y)
+    report = clf.explain(X)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3))
+    plotting.plot_selection_heatmap(report, y, ax=axes[0])
+    plotting.plot_transitions(report, y, ax=axes[1])
+    plotting.plot_reward_distributions(report, threshold=0.0, ax=axes[2])
+    fig.canvas.draw()
+    drawn = plotting.transition_counts(report, y).sum()
+    assert drawn == len(y)
+    assert axes[2].containers and axes[0].images
