@@ -53,7 +53,7 @@ def main(out):
         clf.set_params(selection=selection, acceptance_threshold=threshold, predict_batch_size=1024)
         times[label] = timed_predict(clf, big)
     print(f"auto threshold chosen: {clf.acceptance_threshold_}")
-    print(f"predict 8192 samples, batch 1024: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items())
+    print("predict 8192 samples, batch 1024: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items())
           + f"; dymo/all ratio: auto {times['dymo auto'] / times['all']:.2f}, "
           f"paper rule {times['dymo paper'] / times['all']:.2f}")
     clf.set_params(acceptance_threshold="auto")
