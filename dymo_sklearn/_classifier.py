@@ -2,45 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-import scipy.sparse
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
-from tqdm.auto import tqdm
 from sklearn.impute import KNNImputer
 from sklearn.model_selection import train_test_split
-from skorch.dataset import Dataset, ValidSplit
-from skorch.helper import predefined_split
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted
+from skorch.dataset import Dataset, ValidSplit
+from skorch.helper import predefined_split
+from tqdm.auto import tqdm
 
+from ._base import MultimodalEstimatorMixin
+from ._base import resolve_device as _resolve_device
 from ._calibration import best_threshold, candidate_thresholds, hide_modalities
-from ._input import check_some_modality_observed, observed_modalities, split_columns, validate_modalities
-from ._prototypes import MAX_MODALITIES, SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
+from ._input import check_some_modality_observed, observed_modalities
+from ._prototypes import SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
 from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
 from ._training import build_net
 from .nn.distances import DISTANCES
 from .recovery import fit_recoverer, recover
 
-_AUTO_EARLY_STOPPING_MIN_SAMPLES = 500
-
-
-def _resolve_device(device):
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu' or 'auto'.")
-    return device
-
-
-class DyMoClassifier(ClassifierMixin, BaseEstimator):
+class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Incomplete multimodal classifier with inference-time dynamic modality selection (DyMo).
 
     Missing modalities (all entries NaN) and missing entries (some NaN) are recovered by
@@ -237,44 +224,6 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        tags.non_deterministic = self.device == "cuda"
-        return tags
-
-    # ----------------------------------------------------------------- input
-    def _modalities(self, X, *, reset):
-        """Validated float32 arrays per modality, in the fitted order when not resetting."""
-        if scipy.sparse.issparse(X):
-            raise TypeError(
-                "Sparse input is not supported: missing entries must be NaN. Convert with `.toarray()`."
-            )
-        if isinstance(X, Mapping):
-            if reset:
-                for attribute in ("n_features_in_", "feature_names_in_"):
-                    if hasattr(self, attribute):
-                        delattr(self, attribute)
-            elif hasattr(self, "n_features_in_"):
-                raise TypeError("This estimator was fitted on a 2-D array; predict on a 2-D array too.")
-            return validate_modalities(X, reference_shapes=None if reset else self.modality_shapes_)
-        if not reset and not hasattr(self, "n_features_in_"):
-            raise TypeError(
-                f"This estimator was fitted on a dict of modalities {self.modalities_}; got {type(X).__name__}."
-            )
-        array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float32)
-        if np.isinf(array).any():
-            raise ValueError("Input contains infinite values; use NaN to mark missing entries.")
-        modalities = split_columns(array, self.column_groups, getattr(self, "feature_names_in_", None))
-        return validate_modalities(modalities, reference_shapes=None if reset else self.modality_shapes_)
-
-    def _encoder_specs(self, names):
-        specs = dict(self.encoders or {})
-        unknown = sorted(set(specs) - set(names))
-        if unknown:
-            raise ValueError(f"encoders names unknown modalities {unknown}; the input has {names}.")
-        return [specs.get(name) for name in names]
-
     # ------------------------------------------------------------------- fit
     def fit(self, X, y):
         """Fit the recoverer, train the network, and fit prototypes and ICS statistics.
@@ -289,27 +238,7 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : DyMoClassifier
         """
-        self._validate_params()
-        arrays = self._modalities(X, reset=True)
-        y = column_or_1d(np.asarray(y), warn=True)
-        n_samples = next(iter(arrays.values())).shape[0]
-        if len(y) != n_samples:
-            raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        if len(encoder.classes_) < 2:
-            raise ValueError(f"Need samples of at least 2 classes to fit; y holds only one class: {encoder.classes_[0]!r}.")
-        if len(arrays) > MAX_MODALITIES:
-            raise ValueError(f"At most {MAX_MODALITIES} modalities are supported, got {len(arrays)}.")
-        names = list(arrays)
-        present, _ = observed_modalities(arrays)
-        check_some_modality_observed(present, names)
-        specs = self._encoder_specs(names)
-
-        self.classes_ = encoder.classes_
-        self.modalities_ = names
-        self.modality_shapes_ = {name: array.shape[1:] for name, array in arrays.items()}
-        y_encoded = encoder.transform(y).astype(np.int64)
+        arrays, present, y_encoded, specs = self._start_fit(X, y)
 
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -390,12 +319,6 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
             rows, test_size=self.calibration_fraction, stratify=y_encoded, random_state=seed)
         return np.sort(fit_rows), np.sort(calibration_rows)
 
-    @staticmethod
-    def _stratifiable(y_encoded, fraction):
-        counts = np.bincount(y_encoded)
-        n_held_out = int(np.ceil(fraction * len(y_encoded)))
-        return counts.min() >= 2 and len(y_encoded) - n_held_out >= len(counts) and n_held_out >= len(counts)
-
     def _train_split(self, arrays, y_fit, calibration_rows, y_encoded, seed):
         """skorch's validation split: the calibration rows when there are some, else a stratified one."""
         if not self._use_validation(y_fit):
@@ -418,18 +341,6 @@ class DyMoClassifier(ClassifierMixin, BaseEstimator):
 
     def _recoverer(self):
         return KNNImputer(n_neighbors=5) if self.recoverer is None else self.recoverer
-
-    def _use_validation(self, y_encoded):
-        feasible = self._stratifiable(y_encoded, self.validation_fraction)
-        if self.early_stopping == "auto":
-            return feasible and len(y_encoded) >= _AUTO_EARLY_STOPPING_MIN_SAMPLES
-        if self.early_stopping and not feasible:
-            raise ValueError(
-                "early_stopping=True needs a stratified validation split with every class on both sides; "
-                f"class counts {np.bincount(y_encoded).tolist()} with validation_fraction="
-                f"{self.validation_fraction} cannot."
-            )
-        return bool(self.early_stopping)
 
     def _fit_statistics(self, arrays, present, y_encoded, seed):
         network = self.net_.module_.eval()
