@@ -1,0 +1,237 @@
+"""MARSClassifier: missingness-aware, residual-guided mixture of experts (Baek et al.,
+arXiv 2606.30355), recovery-free, on the same backbone and input handling as DyMoClassifier.
+
+Two flaws of the public reference code are avoided on purpose: model selection uses a
+validation split of the training data (never the test set), and prediction uses the feature
+router only (never the residual router, which needs full modalities).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.dataset import ValidSplit
+
+from ._base import MultimodalEstimatorMixin, resolve_device
+from ._input import check_some_modality_observed, observed_modalities
+from .nn.mars import MARSNetwork
+
+
+class _MARSNet(NeuralNet):
+    """Loss = CE(full) + CE(partial, routed) + weighted distillation, noise and load terms.
+
+    The validation loss is the cross-entropy of the inference path (feature router only).
+    """
+
+    def __init__(self, *args, weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.weights = weights or {}
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        full_logits, partial_logits, auxiliary = y_pred
+        y_true = y_true.to(full_logits.device).long()
+        if partial_logits is None:
+            return F.cross_entropy(full_logits, y_true)
+        loss = F.cross_entropy(full_logits, y_true) + F.cross_entropy(partial_logits, y_true)
+        return loss + sum(self.weights[name] * value for name, value in auxiliary.items())
+
+
+class MARSClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Incomplete multimodal classifier routing each sample to experts by its missingness.
+
+    No recovery: missing modalities are masked in the fusion transformer. During training a
+    residual router sees how a random missing pattern shifts each sample's representation and
+    routes to the top-k experts; a feature router, which sees only the partial representation,
+    learns to imitate it and alone routes at prediction time.
+
+    Parameters
+    ----------
+    n_experts : int, default=4
+    top_k : int, default=2
+    residual_router : bool, default=True
+        False is the "no residual router" ablation: the feature router routes in training too.
+    noise : bool, default=True
+        Discrepancy-aware routing noise in training (False: the "no noise" ablation).
+    distillation_weight, noise_weight, load_balance_weight : float
+        Weights of the KL imitation term, the noise-scale regulariser and the load-balancing
+        (coefficient of variation squared) term; ``load_balance_weight=0`` is that ablation.
+    expert_hidden : int, default=128
+    encoders, column_groups, d_model, n_heads, n_layers, dropout : as in DyMoClassifier
+    max_epochs, batch_size, lr, weight_decay, early_stopping, validation_fraction, patience
+        Training through skorch, as in DyMoClassifier.
+    predict_batch_size : int, default=1024
+    device : {"auto", "cpu", "cuda"}, default="auto"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    classes_, modalities_, modality_shapes_, net_ : as in DyMoClassifier
+    """
+
+    _parameter_constraints = {
+        "n_experts": [Interval(Integral, 1, None, closed="left")],
+        "top_k": [Interval(Integral, 1, None, closed="left")],
+        "residual_router": ["boolean"],
+        "noise": ["boolean"],
+        "distillation_weight": [Interval(Real, 0, None, closed="left")],
+        "noise_weight": [Interval(Real, 0, None, closed="left")],
+        "load_balance_weight": [Interval(Real, 0, None, closed="left")],
+        "expert_hidden": [Interval(Integral, 1, None, closed="left")],
+        "encoders": [dict, None],
+        "column_groups": [dict, None],
+        "d_model": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean", StrOptions({"auto"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [StrOptions({"auto", "cpu", "cuda"})],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, *, n_experts=4, top_k=2, residual_router=True, noise=True, distillation_weight=1.0,
+                 noise_weight=0.01, load_balance_weight=0.01, expert_hidden=128, encoders=None, column_groups=None,
+                 d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128, lr=1e-3,
+                 weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=5,
+                 predict_batch_size=1024, device="auto", random_state=None, verbose=0):
+        self.n_experts = n_experts
+        self.top_k = top_k
+        self.residual_router = residual_router
+        self.noise = noise
+        self.distillation_weight = distillation_weight
+        self.noise_weight = noise_weight
+        self.load_balance_weight = load_balance_weight
+        self.expert_hidden = expert_hidden
+        self.encoders = encoders
+        self.column_groups = column_groups
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.predict_batch_size = predict_batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def fit(self, X, y):
+        """Train backbone, experts and both routers through skorch.
+
+        Parameters
+        ----------
+        X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : MARSClassifier
+        """
+        arrays, _, y_encoded, specs = self._start_fit(X, y)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        torch.manual_seed(seed)
+        module_kwargs = dict(
+            modality_names=self.modalities_, modality_shapes=list(self.modality_shapes_.values()),
+            encoder_specs=specs, n_classes=len(self.classes_), d_model=self.d_model, n_heads=self.n_heads,
+            n_layers=self.n_layers, dropout=self.dropout, n_experts=self.n_experts, top_k=self.top_k,
+            expert_hidden=self.expert_hidden, noise=self.noise, residual_router=self.residual_router,
+        )
+        use_validation = self._use_validation(y_encoded)
+        callbacks = []
+        if use_validation:
+            callbacks.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
+        if self.verbose:
+            callbacks.append(("progress", ProgressBar()))
+        self.net_ = _MARSNet(
+            MARSNetwork, **{f"module__{key}": value for key, value in module_kwargs.items()},
+            criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay, lr=self.lr, max_epochs=self.max_epochs,
+            batch_size=self.batch_size, iterator_train__shuffle=True,
+            train_split=ValidSplit(self.validation_fraction, stratified=True, random_state=seed) if use_validation else None,
+            callbacks=callbacks, device=resolve_device(self.device), verbose=int(self.verbose),
+            weights={"distillation": self.distillation_weight, "noise": self.noise_weight,
+                     "load_balance": self.load_balance_weight},
+        )
+        self.net_.fit(arrays, y_encoded)
+        return self
+
+    def _route(self, X):
+        check_is_fitted(self)
+        arrays = self._modalities(X, reset=False)
+        present, _ = observed_modalities(arrays)
+        check_some_modality_observed(present, self.modalities_)
+        module = self.net_.module_.eval()
+        device = self.net_.device
+        n_samples = present.shape[0]
+        logits, gates = [], []
+        with torch.inference_mode():
+            for start in range(0, n_samples, self.predict_batch_size):
+                batch = {name: torch.as_tensor(array[start:start + self.predict_batch_size], device=device)
+                         for name, array in arrays.items()}
+                batch_logits, batch_gates = module.route(*module.encode(batch))
+                logits.append(batch_logits.float().cpu())
+                gates.append(batch_gates.float().cpu())
+        return torch.cat(logits).numpy().astype(np.float64), torch.cat(gates).numpy(), present
+
+    def predict_proba(self, X):
+        """Class probabilities from the feature-routed experts (no recovery, no full modalities).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        logits = self._route(X)[0]
+        logits -= logits.max(axis=1, keepdims=True)
+        proba = np.exp(logits)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class labels."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def explain(self, X):
+        """Per sample: observed modalities, gate weight of every expert, top expert, prediction.
+
+        Returns
+        -------
+        pandas.DataFrame with columns ``observed``, ``pattern`` (observed modalities joined by
+        "+"), ``gate_<e>`` for each expert, ``top_expert`` and ``prediction``.
+        """
+        logits, gates, present = self._route(X)
+        names = np.asarray(self.modalities_, dtype=object)
+        observed = [names[row].tolist() for row in present]
+        frame = pd.DataFrame({"observed": observed, "pattern": ["+".join(o) for o in observed]})
+        for expert in range(gates.shape[1]):
+            frame[f"gate_{expert}"] = gates[:, expert]
+        frame["top_expert"] = gates.argmax(axis=1)
+        frame["prediction"] = self.classes_[logits.argmax(axis=1)]
+        return frame
+
+    def expert_usage(self, X):
+        """Mean gate weight of each expert per missing pattern (rows) — what the plot shows."""
+        frame = self.explain(X)
+        return frame.groupby("pattern")[[c for c in frame if c.startswith("gate_")]].mean()
