@@ -50,6 +50,7 @@ exclude_patterns = [
     "auto_examples/*.zip",
     "benchmarks_quick.md",  # the CI smoke runs' output, not documentation
     "recoverers_quick.md",
+    "mars_quick.md",
 ]
 
 # Markdown and notebooks.

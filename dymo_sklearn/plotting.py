@@ -339,3 +339,32 @@ def plot_reward_distributions(explanation, *, threshold=None, bins=30, clip_quan
     ax.set_title("rewards of accepted vs rejected candidates")
     ax.legend()
     return ax
+
+
+def plot_expert_usage(usage, *, ax=None, cmap="magma"):
+    """Heatmap of MARS expert usage: mean gate weight per missing pattern and expert.
+
+    Parameters
+    ----------
+    usage : pandas.DataFrame
+        The output of :meth:`MARSClassifier.expert_usage` (rows: observed-modality patterns,
+        columns: ``gate_<e>``).
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; None creates a figure.
+    cmap : str or Colormap, default="magma"
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The image is ``ax.images[0]``; its array holds ``usage``'s values.
+    """
+    ax = _axes(ax)
+    values = usage.to_numpy(dtype=float)
+    image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(values.shape[1]), [column.replace("gate_", "expert ") for column in usage.columns])
+    ax.set_yticks(range(values.shape[0]), [str(index) for index in usage.index])
+    ax.set_xlabel("expert")
+    ax.set_ylabel("observed modalities")
+    ax.set_title("mean gate weight")
+    ax.figure.colorbar(image, ax=ax, label="gate weight")
+    return ax

@@ -98,3 +98,16 @@ def test_pipeline_cross_validation_and_grid_search(image_table_data):
     assert pipeline.predict(X).shape == (400,)
     search = GridSearchCV(tiny_mars(max_epochs=2), {"top_k": [1, 2]}, cv=2).fit(X[:200], y[:200])
     assert search.best_params_["top_k"] in (1, 2)
+
+
+def test_expert_usage_plot_shows_the_gate_means(fitted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dymo_sklearn.plotting import plot_expert_usage
+
+    clf, X, _ = fitted
+    usage = clf.expert_usage(X)
+    ax = plot_expert_usage(usage)
+    np.testing.assert_allclose(ax.images[0].get_array(), usage.to_numpy())
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(usage.index)
