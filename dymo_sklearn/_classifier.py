@@ -253,11 +253,11 @@ class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         )
         self.net_.fit(fit_arrays, y_encoded[fit_rows])
         self._fit_statistics(fit_arrays, present[fit_rows], y_encoded[fit_rows], seed)
+        self.recoverer_ = recoverer
         if calibration_rows is None:
-            self.recoverer_ = recoverer
             self.acceptance_threshold_ = 0.0 if self.acceptance_threshold == "auto" else self.acceptance_threshold
         else:
-            self.recoverer_ = recoverer
+            # Calibrate with the recoverer that never saw the held-out rows, then refit on all.
             held_out = {name: array[calibration_rows] for name, array in arrays.items()}
             self.acceptance_threshold_, self.calibration_accuracy_ = self._calibrate_threshold(
                 held_out, y_encoded[calibration_rows], np.random.default_rng(seed))
@@ -301,8 +301,8 @@ class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         ----------
         path : str or Path
         device : {"auto", "cpu", "cuda"}, optional
-            Where to put the network; default: the saved ``device`` parameter ("cuda" falls
-            back to an error if CUDA is absent: pass ``device="cpu"`` to load a GPU model on a CPU).
+            Where to put the network; default: the saved ``device`` parameter. "cuda" raises
+            where CUDA is absent: pass ``device="cpu"`` to load a GPU model on a CPU.
         encoders : dict, optional
             The same custom encoder factories the model was fitted with, if any.
         """
