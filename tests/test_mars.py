@@ -111,3 +111,19 @@ def test_expert_usage_plot_shows_the_gate_means(fitted):
     ax = plot_expert_usage(usage)
     np.testing.assert_allclose(ax.images[0].get_array(), usage.to_numpy())
     assert [t.get_text() for t in ax.get_yticklabels()] == list(usage.index)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_routing_separates_missing_patterns(seed):
+    """Samples that miss different modalities are routed to different experts (top-1 usage
+    differs by more than half its mass): routing follows the missing pattern."""
+    from dymo_sklearn.datasets import make_multiview_digits
+
+    X, y = make_multiview_digits(2, n_samples=600, background=0.5, random_state=seed)
+    clf = MARSClassifier(d_model=32, n_heads=2, n_layers=1, n_experts=4, top_k=1, expert_hidden=32,
+                         max_epochs=15, lr=3e-3, early_stopping=False, random_state=seed, device="cpu").fit(X, y)
+    only_first = MultimodalDict(m0=X["m0"], m1=np.full_like(X["m1"], np.nan))
+    only_second = MultimodalDict(m0=np.full_like(X["m0"], np.nan), m1=X["m1"])
+    usage_first = clf.expert_usage(only_first).to_numpy()[0]
+    usage_second = clf.expert_usage(only_second).to_numpy()[0]
+    assert np.abs(usage_first - usage_second).sum() > 0.5, (usage_first, usage_second)
