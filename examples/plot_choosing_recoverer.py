@@ -68,7 +68,7 @@ plt.tight_layout()
 # * Try ``KNNImputer`` first: it needs no model of the data and works for images and tables.
 # * ``IterativeImputer`` is often better on small tables but scales poorly with the number of
 #   columns (it fits one regressor per column).
-# * Keep the default ``acceptance_threshold="auto"``: with a weak recoverer it falls back
-#   towards discarding (``none``) instead of accepting noise.
+# * With a weak recoverer (mean imputation of images) the paper's rule can end below
+#   discarding at high missing rates: prefer ``selection="none"`` or a better recoverer.
 # * Compare with ``set_params(selection="none")`` and ``"all"`` on held-out data: both come
 #   for free from the same fitted model.
