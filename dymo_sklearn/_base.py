@@ -4,18 +4,46 @@ encoder choices, validation splits and tags."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse
 import torch
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d, validate_data
 
-from ._input import check_some_modality_observed, observed_modalities, split_columns, validate_modalities
+from ._input import (
+    check_some_modality_observed,
+    observed_modalities,
+    split_columns,
+    validate_modalities,
+)
 from ._prototypes import MAX_MODALITIES
 
 AUTO_EARLY_STOPPING_MIN_SAMPLES = 500
+
+# Constraints of the parameters both estimators share (input, network size, training, device).
+SHARED_PARAMETER_CONSTRAINTS = {
+    "encoders": [dict, None],
+    "column_groups": [dict, None],
+    "d_model": [Interval(Integral, 1, None, closed="left")],
+    "n_heads": [Interval(Integral, 1, None, closed="left")],
+    "n_layers": [Interval(Integral, 1, None, closed="left")],
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "early_stopping": ["boolean", StrOptions({"auto"})],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "patience": [Interval(Integral, 1, None, closed="left")],
+    "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
+    "device": [StrOptions({"auto", "cpu", "cuda"})],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
 
 
 def resolve_device(device):

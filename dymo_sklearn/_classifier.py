@@ -7,6 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.impute import KNNImputer
 from sklearn.model_selection import train_test_split
@@ -17,15 +18,21 @@ from skorch.dataset import Dataset, ValidSplit
 from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
-from ._base import MultimodalEstimatorMixin
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalEstimatorMixin
 from ._base import resolve_device as _resolve_device
 from ._calibration import best_threshold, candidate_thresholds, hide_modalities
 from ._input import check_some_modality_observed, observed_modalities
-from ._prototypes import SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
+from ._prototypes import (
+    SubsetStatistics,
+    choose_subsets,
+    fit_subset_statistics,
+    subset_codes,
+)
 from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
 from ._training import build_net
 from .nn.distances import DISTANCES
 from .recovery import fit_recoverer, recover
+
 
 class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
     """Incomplete multimodal classifier with inference-time dynamic modality selection (DyMo).
@@ -131,6 +138,7 @@ class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
+        **SHARED_PARAMETER_CONSTRAINTS,
         "recoverer": [HasMethods(["fit", "transform"]), None],
         "selection": [StrOptions(set(SELECTIONS))],
         "reward": [StrOptions(set(REWARDS))],
@@ -138,29 +146,12 @@ class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         "temperature": [Interval(Real, 0, None, closed="neither")],
         "acceptance_threshold": [Real, StrOptions({"auto"})],
         "calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "encoders": [dict, None],
-        "column_groups": [dict, None],
-        "d_model": [Interval(Integral, 1, None, closed="left")],
-        "n_heads": [Interval(Integral, 1, None, closed="left")],
-        "n_layers": [Interval(Integral, 1, None, closed="left")],
         "projection_dim": [Interval(Integral, 1, None, closed="left")],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
         "n_subsets": [Interval(Integral, 1, None, closed="left")],
         "aux_weight": [Interval(Real, 0, None, closed="left")],
         "aux_warmup": [Interval(Integral, 0, None, closed="left")],
         "entry_dropout": [Interval(Real, 0, 1, closed="left")],
         "max_subsets": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "early_stopping": ["boolean", StrOptions({"auto"})],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [StrOptions({"auto", "cpu", "cuda"})],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -486,9 +477,7 @@ class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         """
         self._check_selection()
         logits = self._run(X, self.selection, keys=("logits",))["logits"].astype(np.float64)
-        logits -= logits.max(axis=1, keepdims=True)
-        proba = np.exp(logits)
-        return proba / proba.sum(axis=1, keepdims=True)
+        return softmax(logits, axis=1)
 
     def predict(self, X):
         """Predicted class labels; see :meth:`predict_proba`."""

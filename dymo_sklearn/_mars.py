@@ -14,15 +14,20 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.dataset import ValidSplit
 
-from ._base import MultimodalEstimatorMixin, resolve_device
+from ._base import (
+    SHARED_PARAMETER_CONSTRAINTS,
+    MultimodalEstimatorMixin,
+    resolve_device,
+)
 from ._input import check_some_modality_observed, observed_modalities
 from .nn.mars import MARSNetwork
 
@@ -80,6 +85,7 @@ class MARSClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
+        **SHARED_PARAMETER_CONSTRAINTS,
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "top_k": [Interval(Integral, 1, None, closed="left")],
         "residual_router": ["boolean"],
@@ -88,23 +94,6 @@ class MARSClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         "noise_weight": [Interval(Real, 0, None, closed="left")],
         "load_balance_weight": [Interval(Real, 0, None, closed="left")],
         "expert_hidden": [Interval(Integral, 1, None, closed="left")],
-        "encoders": [dict, None],
-        "column_groups": [dict, None],
-        "d_model": [Interval(Integral, 1, None, closed="left")],
-        "n_heads": [Interval(Integral, 1, None, closed="left")],
-        "n_layers": [Interval(Integral, 1, None, closed="left")],
-        "dropout": [Interval(Real, 0, 1, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "early_stopping": ["boolean", StrOptions({"auto"})],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "patience": [Interval(Integral, 1, None, closed="left")],
-        "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [StrOptions({"auto", "cpu", "cuda"})],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(self, *, n_experts=4, top_k=2, residual_router=True, noise=True, distillation_weight=1.0,
@@ -204,9 +193,7 @@ class MARSClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         ndarray of shape (n_samples, n_classes)
         """
         logits = self._route(X)[0]
-        logits -= logits.max(axis=1, keepdims=True)
-        proba = np.exp(logits)
-        return proba / proba.sum(axis=1, keepdims=True)
+        return softmax(logits, axis=1)
 
     def predict(self, X):
         """Predicted class labels."""
