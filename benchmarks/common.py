@@ -7,6 +7,7 @@ import hashlib
 import os
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -177,3 +178,10 @@ def best_time(function, repeats=3):
         result = function()
         times.append(time.perf_counter() - start)
     return min(times), result
+
+
+def output_folder(quick):
+    """docs/ for a full run; the ignored build/benchmarks/ for a smoke run, which is not documentation."""
+    folder = Path("build/benchmarks" if quick else "docs")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

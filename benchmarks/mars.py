@@ -6,8 +6,8 @@ Run: ``python -m benchmarks.mars`` (``--quick``: 1 seed, fewer epochs). One torc
 
 import argparse
 import json
+import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from benchmarks.common import output_folder
 from dymo_sklearn import DyMoClassifier, MARSClassifier
 from dymo_sklearn.datasets import apply_missing, make_multiview_digits
 
@@ -68,7 +69,7 @@ def run(seeds, epochs):
             for rate, X_test in tests.items():
                 start = time.perf_counter()
                 accuracy = float(np.mean(dymo.predict(X_test) == y[test]))
-                rows.append(dict(seed=seed, method=f"DyMo {selection} (KNN, auto threshold)", rate=rate,
+                rows.append(dict(seed=seed, method=f"DyMo {selection} (KNN, threshold 0)", rate=rate,
                                  accuracy=accuracy, fit_s=fit_s, predict_s=time.perf_counter() - start))
         record("KNNImputer + LogisticRegression",
                lambda: make_pipeline(KNNImputer(), StandardScaler(), LogisticRegression(max_iter=500)).fit(
@@ -101,15 +102,16 @@ def main():
     start = time.perf_counter()
     rows = run(seeds, epochs)
     suffix = "_quick" if args.quick else ""
-    Path(f"docs/mars{suffix}.json").write_text(json.dumps(rows, indent=1))
+    (output_folder(args.quick) / f"mars{suffix}.json").write_text(json.dumps(rows, indent=1))
     lines = ["# MARS next to DyMo", "",
              f"`python -m benchmarks.mars{' --quick' if args.quick else ''}` — PolyMNIST-like digits, M = 5, "
              f"1,300 training tuples (complete), test tuples with round(η·5) modalities missing; {len(seeds)} "
              f"seed(s), {epochs} epochs, fixed (no early stopping), {(time.perf_counter() - start) / 60:.1f} min "
-             "on 2 CPU cores, 1 torch thread. Accuracy in %, mean ± std over seeds; the same splits and missing "
+             f"on {os.cpu_count()} CPU cores, 1 torch thread. Accuracy in %, mean ± std over seeds; the same splits and missing "
              "test sets for every method.", "", *table(rows)]
-    Path(f"docs/mars{suffix}.md").write_text("\n".join(lines) + "\n")
+    (output_folder(args.quick) / f"mars{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
 
 
 if __name__ == "__main__":

