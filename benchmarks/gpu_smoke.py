@@ -65,7 +65,9 @@ def main(out):
     with open(out / "cuda_model.pkl", "wb") as handle:
         pickle.dump(tiny, handle)
     tiny.save(out / "cuda_model")
-    np.save(out / "cuda_model_proba.npy", tiny.predict_proba(small[300:340]))
+    test = small[300:340]
+    np.savez_compressed(out / "cuda_model_input.npz", **{name: test[name] for name in test})
+    np.save(out / "cuda_model_proba.npy", tiny.predict_proba(test))
     print("wrote", out / "cuda_model.pkl", out / "cuda_model")
 
 
