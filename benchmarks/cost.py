@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from scipy.special import log_ndtr
 from sklearn.datasets import make_classification
-from sklearn.impute import SimpleImputer
+from sklearn.impute import KNNImputer, SimpleImputer
 
 from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing, make_multiview_digits
-from dymo_sklearn.recovery import recover
+from dymo_sklearn.recovery import fit_recoverer, recover
 
 from .common import PeakRSS, best_time, candidates_of, make_model
 
@@ -220,3 +220,84 @@ def scaling_m(seed, quick, log):
         log(f"[scaling M] M={n_modalities}: fit {fit_s:.1f}s, all {row['all_s']:.3f}s, dymo {row['dymo_s']:.3f}s, "
             f"{row['n_fitted_subsets']} subsets")
     return rows
+
+
+# ------------------------------------------------------------------ predict-path ratios (issue 12)
+def predict_ratios(seed=0, n_train=1500, n_test=4096, repeats=3, device="cpu"):
+    """Predict wall times measured in one run, and the two ratios the predict path is held to.
+
+    R1 = predict(dymo, default recoverer) / predict(none, mean imputation): the price of DyMo
+    over plain discarding. R2 = predict(dymo) / predict(all), same recoverer: the price of
+    selection over fusing everything. M = 5, η = 0.8, PolyMNIST-like digits, one network.
+    """
+    X, y = make_multiview_digits(5, n_samples=n_train + n_test, background=1.0, random_state=seed)
+    train = {name: np.asarray(a)[:n_train] for name, a in X.items()}
+    test = apply_missing({name: np.asarray(a)[n_train:] for name, a in X.items()}, 0.8, random_state=seed)
+    model = make_model("polymnist_digits", distance="cosine", temperature=0.1, seed=seed, quick=False,
+                       recoverer=SimpleImputer(), predict_batch_size=1024, device=device)
+    model.fit(train, y[:n_train])
+    default = DyMoClassifier(device=device)._recoverer()
+    fitted = {"mean": model.recoverer_, "default": fit_recoverer(default, train),
+              "KNNImputer": fit_recoverer(KNNImputer(), train)}
+    network = model.net_.module_
+    rows, seconds, passes = [], {}, {}
+    # scikit-learn's KNNImputer (the previous default) is timed once: it takes tens of seconds.
+    for recoverer, selection in [("mean", "none"), ("default", "none"), ("default", "all"), ("default", "dymo"),
+                                 ("KNNImputer", "dymo")]:
+        model.recoverer_ = fitted[recoverer]
+        model.set_params(selection=selection)
+        key = f"{selection}, {recoverer}"
+        calls = 1 + (1 if recoverer == "KNNImputer" else repeats)
+        network.pass_counts.clear()
+        seconds[key], _ = best_time(lambda: model.predict(test), calls - 1)
+        passes[key] = {name: count // calls for name, count in network.pass_counts.items()}
+    for recoverer in ("default", "KNNImputer"):
+        seconds[f"recover only, {recoverer}"], _ = best_time(lambda: recover(fitted[recoverer], test),
+                                                             1 if recoverer == "KNNImputer" else repeats)
+    ratios = {"R1 = dymo (default recoverer) / none (mean imputation)": seconds["dymo, default"] / seconds["none, mean"],
+              "R2 = dymo / all (default recoverer)": seconds["dymo, default"] / seconds["all, default"],
+              "dymo (KNNImputer) / none (mean imputation)": seconds["dymo, KNNImputer"] / seconds["none, mean"]}
+    return dict(n_train=n_train, n_test=n_test, n_modalities=5, missing_rate=0.8, device=str(model.net_.device),
+                default_recoverer=repr(default), torch_threads=torch.get_num_threads(), seconds=seconds,
+                passes=passes, ratios=ratios)
+
+
+def _ratios_markdown(result, command):
+    lines = [f"`{command}` — M = {result['n_modalities']}, η = {result['missing_rate']}, {result['n_test']:,} test "
+             f"samples in batches of 1,024, {result['n_train']:,} training samples, device {result['device']}, "
+             f"{result['torch_threads']} torch thread(s); default recoverer `{result['default_recoverer']}`.", "",
+             "| predict | seconds | encoder rows | fusion rows |", "|---|---|---|---|"]
+    for key, value in result["seconds"].items():
+        counts = result["passes"].get(key, {})
+        encoders = sum(v for k, v in counts.items() if k.startswith("encoder"))
+        lines.append(f"| {key} | {value:.3f} | {encoders if counts else ''} | {counts.get('fusion', '')} |")
+    lines += ["", "| ratio | value |", "|---|---|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in result["ratios"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(description=predict_ratios.__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--n-test", type=int, default=4096)
+    parser.add_argument("--out", default="build/benchmarks", help="folder of cost.json and cost.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    result = predict_ratios(n_test=args.n_test, device=args.device)
+    command = "python -m benchmarks.cost " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cost.json").write_text(json.dumps(result, indent=1))
+    markdown = _ratios_markdown(result, command.strip())
+    (out / "cost.md").write_text(markdown)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,8 @@
-"""What every multimodal estimator of the package shares: input validation, the fit preamble,
-encoder choices, validation splits and tags."""
+"""The base estimator: the one fit path and the one predict path that DyMo and MARS share.
+
+fit: validate -> seed -> split -> fit-time preparation (hook) -> build the skorch net (hook) ->
+train -> after-fit hook. predict: validate -> batches on the device -> per-batch hook -> outputs.
+The estimators add only their parameters, docstrings and hooks."""
 
 from __future__ import annotations
 
@@ -9,10 +12,17 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse
 import torch
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from skorch.dataset import ValidSplit
+from tqdm.auto import tqdm
+
+from ._devices import resolve_device
 
 from ._input import (
     check_some_modality_observed,
@@ -46,17 +56,13 @@ SHARED_PARAMETER_CONSTRAINTS = {
 }
 
 
-def resolve_device(device):
-    """"auto" -> "cuda" when available, else "cpu"; "cuda" without CUDA is an error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu' or 'auto'.")
-    return device
+class MultimodalClassifier(ClassifierMixin, BaseEstimator):
+    """Base of DyMoClassifier and MARSClassifier; not meant to be used directly.
 
-
-class MultimodalEstimatorMixin:
-    """Input handling shared by DyMoClassifier and MARSClassifier (put it before ClassifierMixin)."""
+    Subclasses implement :meth:`_build_net` and :meth:`_predict_batch`, and may override
+    :meth:`_held_out_rows`, :meth:`_prepare_fit`, :meth:`_after_fit`, :meth:`_check_predict_params`
+    and :meth:`_prediction_context`.
+    """
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -140,3 +146,139 @@ class MultimodalEstimatorMixin:
                 f"{self.validation_fraction} cannot."
             )
         return bool(self.early_stopping)
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, X, y):
+        """Train the network through skorch, then fit what the estimator derives from it.
+
+        Parameters
+        ----------
+        X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
+            NaN marks missing entries; an all-NaN modality is a missing modality.
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self
+        """
+        arrays, present, y_encoded, specs = self._start_fit(X, y)
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        torch.manual_seed(seed)
+        fit_rows, held_out_rows = self._held_out_rows(y_encoded, seed)
+        fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
+        self._prepare_fit(fit_arrays)
+        train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed)
+        self.net_ = self._build_net(specs, train_split, resolve_device(self.device))
+        self.net_.fit(fit_arrays, y_encoded[fit_rows])
+        self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed)
+        return self
+
+    def _held_out_rows(self, y_encoded, seed):
+        """(rows to train on, rows held out for an after-fit step or None): all rows by default."""
+        return np.arange(len(y_encoded)), None
+
+    def _prepare_fit(self, fit_arrays):
+        """Hook: fit-time work before the network is built (e.g. fitting a recoverer)."""
+
+    def _train_split(self, arrays, y_encoded, fit_rows, held_out_rows, seed):
+        """skorch's validation split: the held-out rows when there are some, else a stratified one."""
+        if not self._use_validation(y_encoded[fit_rows]):
+            return None
+        if held_out_rows is not None:
+            from skorch.dataset import Dataset
+            from skorch.helper import predefined_split
+
+            held_out = {name: array[held_out_rows] for name, array in arrays.items()}
+            return predefined_split(Dataset(held_out, y_encoded[held_out_rows]))
+        return ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
+
+    def _build_net(self, specs, train_split, device):
+        """Hook: the skorch net to train (see ``_training.build_net``)."""
+        raise NotImplementedError
+
+    def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed):
+        """Hook: fitted state derived from the trained network."""
+
+    def _module_kwargs(self, specs=None):
+        """Keyword arguments shared by the networks: modalities, encoders and size."""
+        return dict(
+            modality_names=self.modalities_, modality_shapes=list(self.modality_shapes_.values()),
+            encoder_specs=self._encoder_specs(self.modalities_) if specs is None else specs,
+            n_classes=len(self.classes_), d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
+            dropout=self.dropout,
+        )
+
+    def _training_kwargs(self, train_split, device):
+        """Keyword arguments of ``build_net`` that every estimator sets the same way."""
+        return dict(train_split=train_split, patience=self.patience, max_epochs=self.max_epochs,
+                    batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, device=device,
+                    verbose=self.verbose)
+
+    # --------------------------------------------------------------- predict
+    def _check_predict_params(self):
+        """Hook: validate the parameters read at predict time (they may change after fit)."""
+
+    def _prediction_context(self, module, device, **options):
+        """Hook: what every batch of one prediction needs (e.g. statistics on the device)."""
+        return device
+
+    def _predict_batch(self, module, context, rows, batch, outputs):
+        """Hook: dict of the tensors named in ``outputs`` for the samples ``rows`` (a slice),
+        whose NaN-marked arrays are ``batch``."""
+        raise NotImplementedError
+
+    def _validated(self, X):
+        """Validated arrays of a fitted estimator, with at least one observed entry per sample."""
+        check_is_fitted(self)
+        self._check_predict_params()
+        arrays = self._modalities(X, reset=False)
+        present, _ = observed_modalities(arrays)
+        check_some_modality_observed(present, self.modalities_)
+        return arrays
+
+    def _predict_arrays(self, arrays, outputs=("logits",), **options):
+        """Run :meth:`_predict_batch` over batches of ``predict_batch_size``; numpy arrays by name.
+
+        Memory stays bounded by the batch size whatever the number of samples.
+        """
+        module = self.net_.module_.eval()
+        device = self.net_.device
+        context = self._prediction_context(module, device, **options)
+        n_samples = next(iter(arrays.values())).shape[0]
+        collected = {key: [] for key in outputs}
+        starts = range(0, n_samples, self.predict_batch_size)
+        if self.verbose and len(starts) > 1:
+            starts = tqdm(starts, desc=f"{type(self).__name__} predict", unit="batch", leave=False)
+        with torch.inference_mode():
+            for start in starts:
+                rows = slice(start, start + self.predict_batch_size)
+                found = self._predict_batch(module, context, rows, {name: a[rows] for name, a in arrays.items()}, outputs)
+                for key in outputs:
+                    collected[key].append(found[key].cpu())
+        return {key: torch.cat(values).numpy() for key, values in collected.items()}
+
+    def _logits(self, X):
+        return self._predict_arrays(self._validated(X))["logits"].astype(np.float64)
+
+    def predict_proba(self, X):
+        """Class probabilities.
+
+        Parameters
+        ----------
+        X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
+            A modality absent from a dict is missing for every sample.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        return softmax(self._logits(X), axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba`, computed without underflow."""
+        return log_softmax(self._logits(X), axis=1)
+
+    def predict(self, X):
+        """Predicted class labels."""
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]

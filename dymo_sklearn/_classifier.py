@@ -2,39 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 import torch
-from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.impute import KNNImputer
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
-from skorch.dataset import Dataset, ValidSplit
-from skorch.helper import predefined_split
-from tqdm.auto import tqdm
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 
-from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalEstimatorMixin
-from ._base import resolve_device as _resolve_device
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier
 from ._calibration import best_threshold, candidate_thresholds, hide_modalities
-from ._input import check_some_modality_observed, observed_modalities
-from ._prototypes import (
-    SubsetStatistics,
-    choose_subsets,
-    fit_subset_statistics,
-    subset_codes,
-)
+from ._input import observed_modalities
+from ._prototypes import SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
 from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
-from ._training import build_net
+from ._training import PrototypeTracker, SubsetSamplingNet, build_net
 from .nn.distances import DISTANCES
-from .recovery import fit_recoverer, recover
+from .nn.network import DyMoNetwork
+from .recovery import KNNRecoverer, fit_recoverer, recover
 
 
-class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
+class DyMoClassifier(MultimodalClassifier):
     """Incomplete multimodal classifier with inference-time dynamic modality selection (DyMo).
 
     Missing modalities (all entries NaN) and missing entries (some NaN) are recovered by
@@ -46,7 +35,8 @@ class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
     ----------
     recoverer : scikit-learn imputer or None, default=None
         Fills missing entries from the flattened, concatenated modalities; cloned into
-        ``recoverer_`` at fit. None means ``KNNImputer(n_neighbors=5)``: it recovers a missing
+        ``recoverer_`` at fit. None means ``KNNRecoverer(n_neighbors=5)`` (``KNNImputer``'s
+        result, computed with torch on ``device``): it recovers a missing
         modality from training samples that resemble the observed ones, so a recovery tends to
         carry class information (mean imputation never does), it needs no model of the data and
         works for images and tables alike. ``IterativeImputer`` is often better on small tables
@@ -233,50 +223,167 @@ class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         -------
         self : DyMoClassifier
         """
-        arrays, present, y_encoded, specs = self._start_fit(X, y)
+        return super().fit(X, y)
 
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
-        torch.manual_seed(seed)
-        device = _resolve_device(self.device)
-        fit_rows, calibration_rows = self._calibration_split(y_encoded, seed)
-        fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
-        recoverer = fit_recoverer(self._recoverer(), fit_arrays)
-        self.net_ = build_net(
-            self._module_kwargs(specs),
-            **self._net_kwargs(self._train_split(arrays, y_encoded[fit_rows], calibration_rows, y_encoded, seed), device),
-        )
-        self.net_.fit(fit_arrays, y_encoded[fit_rows])
-        self._fit_statistics(fit_arrays, present[fit_rows], y_encoded[fit_rows], seed)
-        self.recoverer_ = recoverer
-        if calibration_rows is None:
+    def _recoverer(self):
+        return KNNRecoverer(n_neighbors=5, device=self.device) if self.recoverer is None else self.recoverer
+
+    def _held_out_rows(self, y_encoded, seed):
+        """With ``acceptance_threshold="auto"``, a stratified part held out to fit the threshold."""
+        rows = np.arange(len(y_encoded))
+        if self.acceptance_threshold != "auto" or not self._stratifiable(y_encoded, self.calibration_fraction):
+            return rows, None
+        fit_rows, held_out_rows = train_test_split(
+            rows, test_size=self.calibration_fraction, stratify=y_encoded, random_state=seed)
+        return np.sort(fit_rows), np.sort(held_out_rows)
+
+    def _prepare_fit(self, fit_arrays):
+        self.recoverer_ = fit_recoverer(self._recoverer(), fit_arrays)
+
+    def _build_net(self, specs, train_split, device):
+        module_kwargs = {**self._module_kwargs(specs), "projection_dim": self.projection_dim,
+                         "n_subsets": self.n_subsets, "entry_dropout": self.entry_dropout}
+        tracker = PrototypeTracker(len(self.classes_), self.distance, self.aux_warmup)
+        return build_net(SubsetSamplingNet, DyMoNetwork, module_kwargs, callbacks=[("prototypes", tracker)],
+                         distance=self.distance, temperature=self.temperature, aux_weight=self.aux_weight,
+                         **self._training_kwargs(train_split, device))
+
+    def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed):
+        self._fit_statistics({name: array[fit_rows] for name, array in arrays.items()}, present[fit_rows],
+                             y_encoded[fit_rows], seed)
+        if held_out_rows is None:
             self.acceptance_threshold_ = 0.0 if self.acceptance_threshold == "auto" else self.acceptance_threshold
-        else:
-            # Calibrate with the recoverer that never saw the held-out rows, then refit on all.
-            held_out = {name: array[calibration_rows] for name, array in arrays.items()}
-            self.acceptance_threshold_, self.calibration_accuracy_ = self._calibrate_threshold(
-                held_out, y_encoded[calibration_rows], np.random.default_rng(seed))
-            self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
-        return self
+            return
+        # Calibrate with the recoverer that never saw the held-out rows, then refit it on all.
+        held_out = {name: array[held_out_rows] for name, array in arrays.items()}
+        self.acceptance_threshold_, self.calibration_accuracy_ = self._calibrate_threshold(
+            held_out, y_encoded[held_out_rows], np.random.default_rng(seed))
+        self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
 
-    def _module_kwargs(self, specs=None):
-        """Keyword arguments of the DyMoNetwork for the fitted modalities."""
-        return dict(
-            modality_names=self.modalities_, modality_shapes=list(self.modality_shapes_.values()),
-            encoder_specs=self._encoder_specs(self.modalities_) if specs is None else specs,
-            n_classes=len(self.classes_), d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
-            projection_dim=self.projection_dim, dropout=self.dropout, n_subsets=self.n_subsets,
-            entry_dropout=self.entry_dropout,
-        )
+    def _calibrate_threshold(self, held_out, y_held_out, rng):
+        """Acceptance threshold with the best accuracy on held-out samples with hidden modalities.
 
-    def _net_kwargs(self, train_split, device):
-        """Keyword arguments of build_net besides the module's."""
-        return dict(
-            n_classes=len(self.classes_), distance=self.distance, temperature=self.temperature,
-            aux_weight=self.aux_weight, aux_warmup=self.aux_warmup, max_epochs=self.max_epochs,
-            batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, train_split=train_split,
-            patience=self.patience, device=device, verbose=self.verbose,
+        Two passes: the paper's rule gives the rewards that place the candidate thresholds, then
+        every threshold runs on the same encodings.
+        """
+        hidden = hide_modalities(held_out, rng)
+        recovered = recover(self.recoverer_, hidden)
+        paper = self._predict_arrays(hidden, ("rewards",), recovered=recovered, thresholds=(0.0,))
+        thresholds = candidate_thresholds(paper["rewards"])
+        logits = self._predict_arrays(hidden, ("threshold_logits",), recovered=recovered,
+                                      thresholds=thresholds)["threshold_logits"]
+        accuracy = {threshold: float(np.mean(logits[:, index].argmax(1) == y_held_out))
+                    for index, threshold in enumerate(thresholds)}
+        return best_threshold(accuracy, len(y_held_out)), accuracy
+
+    def _fit_statistics(self, arrays, present, y_encoded, seed):
+        network = self.net_.module_.eval()
+        device = self.net_.device
+        present_codes = subset_codes(torch.as_tensor(present)).numpy()
+        codes = choose_subsets(len(self.modalities_), self.max_subsets, present_codes, seed)
+
+        def batches():
+            for start in range(0, len(y_encoded), self.predict_batch_size):
+                rows = slice(start, start + self.predict_batch_size)
+                with torch.no_grad():
+                    tokens, present_batch = network.encode(_tensors(arrays, rows, device))
+                yield tokens, present_batch, torch.as_tensor(y_encoded[rows], device=device)
+
+        statistics = fit_subset_statistics(network, batches, len(self.classes_), codes, self.distance)
+        self.subset_codes_ = statistics.codes
+        self.subset_prototypes_ = statistics.subset_prototypes
+        self.ics_sigma_ = statistics.sigma
+        self.prototypes_ = statistics.prototypes
+
+    # ------------------------------------------------------------- inference
+    def _threshold(self):
+        return self.acceptance_threshold_ if self.acceptance_threshold == "auto" else self.acceptance_threshold
+
+    def _check_predict_params(self):
+        validate_parameter_constraints(
+            {name: self._parameter_constraints[name] for name in _PREDICT_TIME_PARAMETERS},
+            {name: getattr(self, name) for name in _PREDICT_TIME_PARAMETERS},
+            caller_name=type(self).__name__,
         )
+        if self.distance != self.net_.distance:
+            raise ValueError(
+                f"distance was changed to {self.distance!r} after fitting with {self.net_.distance!r}; the "
+                "prototypes and ICS statistics belong to the fitted distance: refit, or set it back.")
+
+    def _prediction_context(self, module, device, recovered=None, thresholds=None, selection=None,
+                            observed_only=False):
+        """One prediction's settings: statistics on the device, the runs to make on each batch.
+
+        ``thresholds`` runs the selection once per threshold on the same encodings (their logits
+        come out as ``threshold_logits``); ``observed_only`` adds the ``none`` mode's logits.
+        """
+        statistics = SubsetStatistics(
+            self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.prototypes_).to_torch(device)
+        return _Context(statistics=statistics, recovered=recovered, selection=selection or self.selection,
+                        thresholds=tuple(thresholds) if thresholds is not None else (self._threshold(),),
+                        observed_only=observed_only, device=device)
+
+    def _predict_batch(self, module, context, rows, batch, outputs):
+        device = context.device
+        inputs = _tensors(batch, slice(None), device)
+        recovered = None
+        if context.selection != "none":  # "none" uses nothing recovered: never call the recoverer
+            recovered_arrays = ({name: array[rows] for name, array in context.recovered.items()}
+                                if context.recovered is not None else recover(self.recoverer_, batch))
+            recovered = _tensors(recovered_arrays, slice(None), device)
+        fusion = CandidateFusion(module, *module.encode_versions(inputs, recovered))
+        run = functools.partial(select, fusion, context.statistics, reward_form=self.reward,
+                                distance=self.distance, temperature=self.temperature)
+        results = [run(selection=context.selection, threshold=threshold) for threshold in context.thresholds]
+        result = results[0]
+        found = {
+            "logits": lambda: module.heads(result.hidden)[0].float(),
+            "threshold_logits": lambda: torch.stack([module.heads(r.hidden)[0].float() for r in results], dim=1),
+            "logits_observed_only": lambda: (
+                module.heads(run(selection="none").hidden)[0].float() if context.selection != "none"
+                else module.heads(result.hidden)[0].float()),
+            "selected": lambda: result.selected, "order": lambda: result.order,
+            "rewards": lambda: result.rewards.float(), "evaluations": lambda: result.evaluations,
+            "candidates": lambda: fusion.candidates,
+        }
+        return {key: found[key]() for key in outputs}
+
+    def _run(self, X, selection=None):
+        """Every per-sample selection output for ``X``, as numpy arrays (``selection`` overrides)."""
+        return self._predict_arrays(self._validated(X), _SELECTION_OUTPUTS, selection=selection)
+
+    def explain(self, X):
+        """Which recovered modalities each sample used, in which order, with their rewards.
+
+        Runs batch by batch, each batch recovered and encoded once for both the selection and
+        the observed-only prediction, so memory stays bounded by ``predict_batch_size``.
+
+        Returns
+        -------
+        pandas.DataFrame, one row per sample, with columns
+            ``observed`` (modalities with observed entries), ``candidates`` (modalities with a
+            recovered part), ``selected`` (accepted candidates in acceptance order),
+            ``reward_<m>`` (reward of candidate m when last evaluated; NaN if never evaluated),
+            ``step_<m>`` (1-based step at which m was accepted, 0 if not), ``prediction`` and
+            ``prediction_observed_only`` (the ``none`` mode's prediction).
+        """
+        arrays = self._validated(X)
+        run = self._predict_arrays(arrays, (*_SELECTION_OUTPUTS, "logits_observed_only"), observed_only=True)
+        present, _ = observed_modalities(arrays)
+        names = np.asarray(self.modalities_, dtype=object)
+        ranked = np.where(run["selected"], run["order"], np.iinfo(np.int64).max)
+        frame = pd.DataFrame({
+            "observed": [names[row].tolist() for row in present],
+            "candidates": [names[row].tolist() for row in run["candidates"]],
+            "selected": [names[np.argsort(r, kind="stable")[: int(s.sum())]].tolist()
+                         for r, s in zip(ranked, run["selected"])],
+        })
+        for index, name in enumerate(self.modalities_):
+            frame[f"reward_{name}"] = run["rewards"][:, index]
+            frame[f"step_{name}"] = np.where(run["selected"][:, index], run["order"][:, index], 0)
+        frame["prediction"] = self.classes_[run["logits"].argmax(axis=1)]
+        frame["prediction_observed_only"] = self.classes_[run["logits_observed_only"].argmax(axis=1)]
+        return frame
 
     def save(self, path):
         """Save the fitted model to the directory ``path`` in a format that runs no code on load.
@@ -305,213 +412,21 @@ class DyMoClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         return load_model(cls, path, device=device, encoders=encoders)
 
-    def _calibration_split(self, y_encoded, seed):
-        """(fit rows, held-out rows or None) for ``acceptance_threshold="auto"``."""
-        rows = np.arange(len(y_encoded))
-        if self.acceptance_threshold != "auto" or not self._stratifiable(y_encoded, self.calibration_fraction):
-            return rows, None
-        fit_rows, calibration_rows = train_test_split(
-            rows, test_size=self.calibration_fraction, stratify=y_encoded, random_state=seed)
-        return np.sort(fit_rows), np.sort(calibration_rows)
 
-    def _train_split(self, arrays, y_fit, calibration_rows, y_encoded, seed):
-        """skorch's validation split: the calibration rows when there are some, else a stratified one."""
-        if not self._use_validation(y_fit):
-            return None
-        if calibration_rows is not None:
-            held_out = {name: array[calibration_rows] for name, array in arrays.items()}
-            return predefined_split(Dataset(held_out, y_encoded[calibration_rows]))
-        return ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
+_PREDICT_TIME_PARAMETERS = ("selection", "reward", "distance", "temperature", "acceptance_threshold",
+                            "predict_batch_size")
+_SELECTION_OUTPUTS = ("logits", "selected", "order", "rewards", "evaluations", "candidates")
 
-    def _calibrate_threshold(self, held_out, y_held_out, rng):
-        """Acceptance threshold with the best accuracy on held-out samples with hidden modalities."""
-        hidden = hide_modalities(held_out, rng)
-        recovered = recover(self.recoverer_, hidden)
-        paper = self._select_all(hidden, recovered, self.selection, 0.0)
-        accuracy = {}
-        for threshold in candidate_thresholds(paper["rewards"]):
-            run = paper if threshold == 0.0 else self._select_all(hidden, recovered, self.selection, threshold)
-            accuracy[threshold] = float(np.mean(run["logits"].argmax(1) == y_held_out))
-        return best_threshold(accuracy, len(y_held_out)), accuracy
 
-    def _recoverer(self):
-        return KNNImputer(n_neighbors=5) if self.recoverer is None else self.recoverer
+@dataclass
+class _Context:
+    statistics: object
+    recovered: dict | None
+    selection: str
+    thresholds: tuple
+    observed_only: bool
+    device: object
 
-    def _fit_statistics(self, arrays, present, y_encoded, seed):
-        network = self.net_.module_.eval()
-        device = self.net_.device
-        present_codes = subset_codes(torch.as_tensor(present)).numpy()
-        codes = choose_subsets(len(self.modalities_), self.max_subsets, present_codes, seed)
 
-        def batches():
-            for start in range(0, len(y_encoded), self.predict_batch_size):
-                stop = start + self.predict_batch_size
-                batch = {name: array[start:stop] for name, array in arrays.items()}
-                tokens, present_batch = self._encode_observed(network, batch, device)
-                yield tokens, present_batch, torch.as_tensor(y_encoded[start:stop], device=device)
-
-        statistics = fit_subset_statistics(network, batches, len(self.classes_), codes, self.distance)
-        self.subset_codes_ = statistics.codes
-        self.subset_prototypes_ = statistics.subset_prototypes
-        self.ics_sigma_ = statistics.sigma
-        self.prototypes_ = statistics.prototypes
-
-    # ------------------------------------------------------------- inference
-    @staticmethod
-    def _encode_observed(network, batch, device):
-        """Tokens of the observed entries (B, L, d) and modality presence (B, M)."""
-        tokens, present = [], []
-        with torch.no_grad():
-            for index, array in enumerate(batch.values()):
-                values = torch.as_tensor(array, device=device)
-                observed = ~torch.isnan(values)
-                tokens.append(network.encode_modality(index, torch.nan_to_num(values, nan=0.0), observed))
-                present.append(observed.flatten(1).any(dim=1))
-        return torch.cat(tokens, dim=1), torch.stack(present, dim=1)
-
-    @staticmethod
-    def _encode_versions(network, observed_batch, recovered_batch, device):
-        """Tokens of each modality as observed and as recovered, each encoded once per sample.
-
-        Fully observed modalities are encoded once (both versions equal); fully missing ones only
-        in their recovered version; partially observed ones in both.
-        """
-        token_counts = torch.bincount(network.fusion.token_modality, minlength=network.n_modalities).tolist()
-        observed_tokens, recovered_tokens, present, candidates = [], [], [], []
-        for index, name in enumerate(observed_batch):
-            values = torch.as_tensor(observed_batch[name], device=device)
-            observed = ~torch.isnan(values)
-            has_any = observed.flatten(1).any(dim=1)
-            complete = observed.flatten(1).all(dim=1)
-            base = values.new_zeros(values.shape[0], token_counts[index], network.fusion.cls.shape[-1])
-            rows = has_any.nonzero(as_tuple=True)[0]
-            if rows.numel():
-                base[rows] = network.encode_modality(index, torch.nan_to_num(values[rows], nan=0.0), observed[rows])
-            filled = base.clone()
-            rows = (~complete).nonzero(as_tuple=True)[0]
-            if rows.numel():
-                recovered = torch.as_tensor(recovered_batch[name][rows.cpu().numpy()], device=device)
-                filled[rows] = network.encode_modality(index, recovered, torch.ones_like(recovered, dtype=torch.bool))
-            observed_tokens.append(base)
-            recovered_tokens.append(filled)
-            present.append(has_any)
-            candidates.append(~complete)
-        return (torch.cat(observed_tokens, dim=1), torch.cat(recovered_tokens, dim=1),
-                torch.stack(present, dim=1), torch.stack(candidates, dim=1))
-
-    def _prepare(self, X):
-        """Validated arrays and their recovered copies."""
-        check_is_fitted(self)
-        arrays = self._modalities(X, reset=False)
-        present, _ = observed_modalities(arrays)
-        check_some_modality_observed(present, self.modalities_)
-        return arrays, recover(self.recoverer_, arrays)
-
-    def _threshold(self):
-        return self.acceptance_threshold_ if self.acceptance_threshold == "auto" else self.acceptance_threshold
-
-    def _run(self, X, selection, keys=None):
-        """Selection results for every sample of ``X``; a dict of numpy arrays.
-
-        Recovery runs batch by batch, so its memory does not grow with the number of samples.
-        """
-        check_is_fitted(self)
-        arrays = self._modalities(X, reset=False)
-        present, _ = observed_modalities(arrays)
-        check_some_modality_observed(present, self.modalities_)
-        return self._select_all(arrays, None, selection, self._threshold(), keys)
-
-    def _select_all(self, arrays, recovered, selection, threshold, keys=None):
-        """Selection results for every sample, in batches of ``predict_batch_size``.
-
-        ``recovered`` holds the recovered arrays, or None to recover each batch on the way;
-        ``keys`` limits which per-sample results are kept (all by default).
-        """
-        network = self.net_.module_.eval()
-        device = self.net_.device
-        statistics = SubsetStatistics(
-            self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.prototypes_
-        ).to_torch(device)
-        n_samples = next(iter(arrays.values())).shape[0]
-        keys = keys or ("logits", "selected", "order", "rewards", "evaluations", "candidates")
-        outputs = {key: [] for key in keys}
-        starts = range(0, n_samples, self.predict_batch_size)
-        if self.verbose and len(starts) > 1:
-            starts = tqdm(starts, desc=f"DyMo {selection}", unit="batch", leave=False)
-        with torch.inference_mode():
-            for start in starts:
-                rows = slice(start, start + self.predict_batch_size)
-                batch = {name: array[rows] for name, array in arrays.items()}
-                recovered_batch = (recover(self.recoverer_, batch) if recovered is None
-                                   else {name: array[rows] for name, array in recovered.items()})
-                fusion = CandidateFusion(network, *self._encode_versions(network, batch, recovered_batch, device))
-                result = select(
-                    fusion, statistics, selection=selection, reward_form=self.reward, distance=self.distance,
-                    temperature=self.temperature, threshold=threshold,
-                )
-                found = {"logits": network.heads(result.hidden)[0].float(), "selected": result.selected,
-                         "order": result.order, "rewards": result.rewards.float(),
-                         "evaluations": result.evaluations, "candidates": fusion.candidates}
-                for key in outputs:
-                    outputs[key].append(found[key].cpu())
-        return {key: torch.cat(value).numpy() for key, value in outputs.items()}
-
-    def _check_selection(self):
-        check_is_fitted(self)
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}.")
-        if self.reward not in REWARDS:
-            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}.")
-
-    def predict_proba(self, X):
-        """Class probabilities after recovery and per-sample selection.
-
-        Parameters
-        ----------
-        X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
-            A modality absent from a dict is missing for every sample.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-        """
-        self._check_selection()
-        logits = self._run(X, self.selection, keys=("logits",))["logits"].astype(np.float64)
-        return softmax(logits, axis=1)
-
-    def predict(self, X):
-        """Predicted class labels; see :meth:`predict_proba`."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def explain(self, X):
-        """Which recovered modalities each sample used, in which order, with their rewards.
-
-        Returns
-        -------
-        pandas.DataFrame, one row per sample, with columns
-            ``observed`` (modalities with observed entries), ``candidates`` (modalities with a
-            recovered part), ``selected`` (accepted candidates in acceptance order),
-            ``reward_<m>`` (reward of candidate m when last evaluated; NaN if never evaluated),
-            ``step_<m>`` (1-based step at which m was accepted, 0 if not), ``prediction`` and
-            ``prediction_observed_only`` (the ``none`` mode's prediction).
-        """
-        self._check_selection()
-        arrays, recovered = self._prepare(X)
-        run = self._select_all(arrays, recovered, self.selection, self._threshold())
-        baseline = self._select_all(arrays, recovered, "none", 0.0)["logits"]
-        present, _ = observed_modalities(arrays)
-        names = np.asarray(self.modalities_, dtype=object)
-        ranked = np.where(run["selected"], run["order"], np.iinfo(np.int64).max)
-        frame = pd.DataFrame({
-            "observed": [names[row].tolist() for row in present],
-            "candidates": [names[row].tolist() for row in run["candidates"]],
-            "selected": [names[np.argsort(r, kind="stable")[: int(s.sum())]].tolist()
-                         for r, s in zip(ranked, run["selected"])],
-        })
-        for index, name in enumerate(self.modalities_):
-            frame[f"reward_{name}"] = run["rewards"][:, index]
-            frame[f"step_{name}"] = np.where(run["selected"][:, index], run["order"][:, index], 0)
-        frame["prediction"] = self.classes_[run["logits"].argmax(axis=1)]
-        frame["prediction_observed_only"] = self.classes_[baseline.argmax(axis=1)]
-        return frame
+def _tensors(arrays, rows, device):
+    return {name: torch.as_tensor(array[rows], device=device) for name, array in arrays.items()}

@@ -14,21 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, ProgressBar
-from skorch.dataset import ValidSplit
 
-from ._base import (
-    SHARED_PARAMETER_CONSTRAINTS,
-    MultimodalEstimatorMixin,
-    resolve_device,
-)
-from ._input import check_some_modality_observed, observed_modalities
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier
+from ._input import observed_modalities
+from ._training import build_net
 from .nn.mars import MARSNetwork
 
 
@@ -51,7 +42,7 @@ class _MARSNet(NeuralNet):
         return loss + sum(self.weights[name] * value for name, value in auxiliary.items())
 
 
-class MARSClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
+class MARSClassifier(MultimodalClassifier):
     """Incomplete multimodal classifier routing each sample to experts by its missingness.
 
     No recovery: missing modalities are masked in the fusion transformer. During training a
@@ -127,78 +118,19 @@ class MARSClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
 
-    def fit(self, X, y):
-        """Train backbone, experts and both routers through skorch.
+    def _build_net(self, specs, train_split, device):
+        module_kwargs = {**self._module_kwargs(specs), "n_experts": self.n_experts, "top_k": self.top_k,
+                         "expert_hidden": self.expert_hidden, "noise": self.noise,
+                         "residual_router": self.residual_router}
+        weights = {"distillation": self.distillation_weight, "noise": self.noise_weight,
+                   "load_balance": self.load_balance_weight}
+        return build_net(_MARSNet, MARSNetwork, module_kwargs, weights=weights,
+                         **self._training_kwargs(train_split, device))
 
-        Parameters
-        ----------
-        X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self : MARSClassifier
-        """
-        arrays, _, y_encoded, specs = self._start_fit(X, y)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        torch.manual_seed(seed)
-        module_kwargs = dict(
-            modality_names=self.modalities_, modality_shapes=list(self.modality_shapes_.values()),
-            encoder_specs=specs, n_classes=len(self.classes_), d_model=self.d_model, n_heads=self.n_heads,
-            n_layers=self.n_layers, dropout=self.dropout, n_experts=self.n_experts, top_k=self.top_k,
-            expert_hidden=self.expert_hidden, noise=self.noise, residual_router=self.residual_router,
-        )
-        use_validation = self._use_validation(y_encoded)
-        callbacks = []
-        if use_validation:
-            callbacks.append(("early_stopping", EarlyStopping(patience=self.patience, load_best=True)))
-        if self.verbose:
-            callbacks.append(("progress", ProgressBar()))
-        self.net_ = _MARSNet(
-            MARSNetwork, **{f"module__{key}": value for key, value in module_kwargs.items()},
-            criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.AdamW,
-            optimizer__weight_decay=self.weight_decay, lr=self.lr, max_epochs=self.max_epochs,
-            batch_size=self.batch_size, iterator_train__shuffle=True,
-            train_split=ValidSplit(self.validation_fraction, stratified=True, random_state=seed) if use_validation else None,
-            callbacks=callbacks, device=resolve_device(self.device), verbose=int(self.verbose),
-            weights={"distillation": self.distillation_weight, "noise": self.noise_weight,
-                     "load_balance": self.load_balance_weight},
-        )
-        self.net_.fit(arrays, y_encoded)
-        return self
-
-    def _route(self, X):
-        check_is_fitted(self)
-        arrays = self._modalities(X, reset=False)
-        present, _ = observed_modalities(arrays)
-        check_some_modality_observed(present, self.modalities_)
-        module = self.net_.module_.eval()
-        device = self.net_.device
-        n_samples = present.shape[0]
-        logits, gates = [], []
-        with torch.inference_mode():
-            for start in range(0, n_samples, self.predict_batch_size):
-                batch = {name: torch.as_tensor(array[start:start + self.predict_batch_size], device=device)
-                         for name, array in arrays.items()}
-                batch_logits, batch_gates = module.route(*module.encode(batch))
-                logits.append(batch_logits.float().cpu())
-                gates.append(batch_gates.float().cpu())
-        return torch.cat(logits).numpy().astype(np.float64), torch.cat(gates).numpy(), present
-
-    def predict_proba(self, X):
-        """Class probabilities from the feature-routed experts (no recovery, no full modalities).
-
-        Returns
-        -------
-        ndarray of shape (n_samples, n_classes)
-        """
-        logits = self._route(X)[0]
-        return softmax(logits, axis=1)
-
-    def predict(self, X):
-        """Predicted class labels."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
+    def _predict_batch(self, module, context, rows, batch, outputs):
+        logits, gates = module.route(*module.encode({name: torch.as_tensor(array, device=context)
+                                                     for name, array in batch.items()}))
+        return {"logits": logits.float(), "gates": gates.float()}
 
     def explain(self, X):
         """Per sample: observed modalities, gate weight of every expert, top expert, prediction.
@@ -208,7 +140,10 @@ class MARSClassifier(MultimodalEstimatorMixin, ClassifierMixin, BaseEstimator):
         pandas.DataFrame with columns ``observed``, ``pattern`` (observed modalities joined by
         "+"), ``gate_<e>`` for each expert, ``top_expert`` and ``prediction``.
         """
-        logits, gates, present = self._route(X)
+        arrays = self._validated(X)
+        run = self._predict_arrays(arrays, ("logits", "gates"))
+        logits, gates = run["logits"], run["gates"]
+        present, _ = observed_modalities(arrays)
         names = np.asarray(self.modalities_, dtype=object)
         observed = [names[row].tolist() for row in present]
         frame = pd.DataFrame({"observed": observed, "pattern": ["+".join(o) for o in observed]})

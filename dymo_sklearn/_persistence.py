@@ -91,7 +91,7 @@ def load_model(cls, path, *, device=None, encoders=None):
     import skops.io
     from safetensors.torch import load_file
 
-    from ._training import build_net
+    from ._devices import resolve_device
 
     path = Path(path)
     config_file = path / "config.json"
@@ -122,8 +122,6 @@ def load_model(cls, path, *, device=None, encoders=None):
     recoverers = skops.io.load(path / "recoverer.skops", trusted=_trusted_types(path / "recoverer.skops"))
     estimator = cls(recoverer=recoverers["param"], **params)
 
-    from ._classifier import _resolve_device
-
     estimator.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
     estimator.modalities_ = list(config["modalities"])
     estimator.modality_shapes_ = {name: tuple(shape) for name, shape in config["modality_shapes"].items()}
@@ -137,9 +135,8 @@ def load_model(cls, path, *, device=None, encoders=None):
         for name in _STATISTICS:
             setattr(estimator, name, statistics[name])
 
-    torch_device = _resolve_device(estimator.device)
-    module_kwargs = estimator._module_kwargs()
-    net = build_net(module_kwargs, **estimator._net_kwargs(None, torch_device))
+    torch_device = resolve_device(estimator.device)
+    net = estimator._build_net(None, None, torch_device)
     net.initialize()
     net.module_.load_state_dict(load_file(str(path / "weights.safetensors"), device=str(torch_device)))
     net.module_.eval()

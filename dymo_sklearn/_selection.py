@@ -76,7 +76,6 @@ class SelectionResult:
     order: torch.Tensor  # (B, M) int, 1-based acceptance step, 0 if not accepted
     rewards: torch.Tensor  # (B, M) reward when last evaluated, NaN if never evaluated
     evaluations: torch.Tensor  # (B, M) int, fusion passes spent on each candidate
-    n_steps: int
 
 
 class CandidateFusion:
@@ -88,7 +87,7 @@ class CandidateFusion:
         self.tokens_recovered = tokens_recovered
         self.present = present
         self.candidates = candidates
-        self.token_modality = network.fusion.token_modality
+        self.token_modality = network.token_modality
 
     def presence(self, rows, taken):
         return self.present[rows] | taken
@@ -112,7 +111,7 @@ def select(fusion, statistics, *, selection, reward_form, distance, temperature,
 
     if selection in ("none", "all"):
         taken = candidates.clone() if selection == "all" else selected
-        return SelectionResult(fusion.fuse(rows, taken), taken, order + taken.long(), rewards, evaluations, 0)
+        return SelectionResult(fusion.fuse(rows, taken), taken, order + taken.long(), rewards, evaluations)
     if selection not in SELECTIONS:
         raise ValueError(f"Unknown selection {selection!r}; expected one of {SELECTIONS}.")
 
@@ -166,4 +165,4 @@ def select(fusion, statistics, *, selection, reward_form, distance, temperature,
         hidden[accepted] = trial_hidden[pass_index]
         current.log_confidence[accepted] = trial_assessment.log_confidence[pass_index]
         current.log_ics[accepted] = trial_assessment.log_ics[pass_index]
-    return SelectionResult(hidden, selected, order, rewards, evaluations, step)
+    return SelectionResult(hidden, selected, order, rewards, evaluations)

@@ -1,4 +1,5 @@
-"""Training through skorch: subset-sampling loss with the prototype auxiliary term."""
+"""Training through skorch: the one net builder, and DyMo's subset-sampling loss with its
+prototype auxiliary term."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 
 from .nn.distances import prototype_log_probabilities
-from .nn.network import DyMoNetwork
 
 
 class SubsetSamplingNet(NeuralNet):
@@ -94,20 +94,22 @@ class PrototypeTracker(Callback):
             module.aux_active = True
 
 
-def build_net(module_kwargs, *, n_classes, distance, temperature, aux_weight, aux_warmup, max_epochs, batch_size,
-              lr, weight_decay, train_split, patience, device, verbose):
-    """Construct the skorch net (early stopping when there is a ``train_split``).
+def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_split=None, patience=5,
+              max_epochs, batch_size, lr, weight_decay=0.01, device, verbose=0, **net_kwargs):
+    """Construct a skorch net of ``net_class`` around ``module_class(**module_kwargs)``.
 
-    The module is given as ``DyMoNetwork`` plus keyword arguments, so skorch builds it on the
-    device and the pickled net holds no raw device tensors outside its device-aware state.
+    AdamW, shuffled minibatches, the given ``callbacks``, then early stopping (restoring the best
+    weights) when there is a ``train_split`` and a progress bar when ``verbose``. The module is
+    given as a class plus keyword arguments, so skorch builds it on the device and the pickled
+    net holds no raw device tensors outside its device-aware state.
     """
-    callbacks = [("prototypes", PrototypeTracker(n_classes, distance, aux_warmup))]
+    callbacks = list(callbacks)
     if train_split is not None:
         callbacks.append(("early_stopping", EarlyStopping(patience=patience, load_best=True)))
     if verbose:
         callbacks.append(("progress", ProgressBar()))
-    return SubsetSamplingNet(
-        DyMoNetwork,
+    return net_class(
+        module_class,
         **{f"module__{key}": value for key, value in module_kwargs.items()},
         criterion=torch.nn.CrossEntropyLoss,
         optimizer=torch.optim.AdamW,
@@ -120,7 +122,5 @@ def build_net(module_kwargs, *, n_classes, distance, temperature, aux_weight, au
         callbacks=callbacks,
         device=device,
         verbose=int(verbose),
-        distance=distance,
-        temperature=temperature,
-        aux_weight=aux_weight,
+        **net_kwargs,
     )

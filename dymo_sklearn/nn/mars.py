@@ -50,14 +50,7 @@ class MARSNetwork(nn.Module):
 
     def encode(self, inputs):
         """Tokens (B, L, d) and modality presence (B, M) of NaN-marked inputs."""
-        tokens, present = [], []
-        for index, name in enumerate(self.modality_names):
-            array = inputs[name]
-            observed = ~torch.isnan(array)
-            values = torch.where(observed, array, torch.zeros((), dtype=array.dtype, device=array.device))
-            tokens.append(self.backbone.encode_modality(index, values, observed))
-            present.append(observed.flatten(1).any(dim=1))
-        return torch.cat(tokens, dim=1), torch.stack(present, dim=1)
+        return self.backbone.encode(inputs)
 
     def mixture(self, hidden, gates):
         """Gate-weighted sum of the experts' outputs (residual form), then the head."""

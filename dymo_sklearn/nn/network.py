@@ -27,16 +27,31 @@ class FusionBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, key_mask):
+    def forward(self, x, key_mask, *, queries=None):
+        """Transform tokens ``x`` (B, L, d), attending only to keys where ``key_mask`` (B, L) holds.
+
+        With ``queries=q`` only the first q tokens are computed (all tokens still serve as keys
+        and values): the same values for those tokens, for less work.
+        """
         batch, length, d_model = x.shape
-        qkv = self.qkv(self.norm_attention(x)).view(batch, length, 3, self.n_heads, d_model // self.n_heads)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4)
+        head_dim = d_model // self.n_heads
+        normed = self.norm_attention(x)
+        if queries is None:
+            qkv = self.qkv(normed).view(batch, length, 3, self.n_heads, head_dim)
+            query, key, value = qkv.permute(2, 0, 3, 1, 4)
+        else:
+            weight, bias = self.qkv.weight, self.qkv.bias
+            query = F.linear(normed[:, :queries], weight[:d_model], bias[:d_model])
+            query = query.view(batch, queries, self.n_heads, head_dim).transpose(1, 2)
+            key_value = F.linear(normed, weight[d_model:], bias[d_model:]).view(batch, length, 2, self.n_heads, head_dim)
+            key, value = key_value.permute(2, 0, 3, 1, 4)
+            x = x[:, :queries]
         attended = F.scaled_dot_product_attention(
             query, key, value,
             attn_mask=key_mask[:, None, None, :],
             dropout_p=self.dropout if self.training else 0.0,
         )
-        x = x + self.drop(self.attention_out(attended.transpose(1, 2).reshape(batch, length, d_model)))
+        x = x + self.drop(self.attention_out(attended.transpose(1, 2).reshape(batch, x.shape[1], d_model)))
         return x + self.drop(self.mlp(self.norm_mlp(x)))
 
 
@@ -63,9 +78,18 @@ class FusionTransformer(nn.Module):
         batch = x.shape[0]
         x = torch.cat([self.cls.expand(batch, -1, -1), x], dim=1)
         key_mask = torch.cat([token_present.new_ones(batch, 1), token_present], dim=1)
-        for block in self.blocks:
-            x = block(x, key_mask)
+        last = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
+            # Only [CLS] leaves the last block. In training the full block runs, so that dropout
+            # draws the same random numbers as always (and seeded fits stay reproducible).
+            x = block(x, key_mask, queries=1 if index == last and not self.training else None)
         return self.norm(x[:, 0])
+
+
+def split_missing(values):
+    """NaN-marked values -> (values with 0 where missing, boolean mask of observed entries)."""
+    observed = ~torch.isnan(values)
+    return torch.where(observed, values, torch.zeros((), dtype=values.dtype, device=values.device)), observed
 
 
 def subset_bits(codes, n_modalities):
@@ -117,6 +141,7 @@ class DyMoNetwork(nn.Module):
                     )
                 token_modality += [index] * probe.shape[1]
         self.fusion = FusionTransformer(token_modality, self.n_modalities, d_model, n_heads, n_layers, dropout)
+
         self.classifier = nn.Linear(d_model, n_classes)
         self.projection = nn.Linear(d_model, projection_dim)
         self.register_buffer("prototypes", torch.zeros(n_classes, projection_dim))
@@ -137,15 +162,80 @@ class DyMoNetwork(nn.Module):
         """Logits (B, K) and projected representation z (B, P)."""
         return self.classifier(hidden), self.projection(hidden)
 
+    @property
+    def token_modality(self):
+        """Modality index of each token, (L,)."""
+        return self.fusion.token_modality
+
+    @property
+    def token_counts(self):
+        """Number of tokens of each modality."""
+        return torch.bincount(self.fusion.token_modality, minlength=self.n_modalities).tolist()
+
+    @property
+    def d_model(self):
+        return self.fusion.cls.shape[-1]
+
+    def encode(self, inputs):
+        """Tokens (B, L, d) of the observed entries and modality presence (B, M).
+
+        ``inputs`` maps each modality name to a NaN-marked tensor.
+        """
+        tokens, present = [], []
+        for index, name in enumerate(self.modality_names):
+            values, observed = split_missing(inputs[name])
+            tokens.append(self.encode_modality(index, values, observed))
+            present.append(observed.flatten(1).any(dim=1))
+        return torch.cat(tokens, dim=1), torch.stack(present, dim=1)
+
+    def encode_versions(self, inputs, recovered=None):
+        """Tokens of every modality as observed and as recovered, each version encoded once.
+
+        A modality without any observed entry is encoded only in its recovered version, a
+        complete one only as observed (both versions equal), a partially observed one in both.
+
+        Parameters
+        ----------
+        inputs : dict of str to tensor
+            NaN-marked values of each modality.
+        recovered : dict of str to tensor, optional
+            The same with every missing entry filled. Without it the recovered version of every
+            token is its observed version, for modes that take no candidate.
+
+        Returns
+        -------
+        tokens_observed, tokens_recovered : tensors of shape (B, L, d)
+        present : (B, M) bool, some entry observed
+        candidates : (B, M) bool, some entry missing (a recovered version exists)
+        """
+        observed_tokens, recovered_tokens, present, candidates = [], [], [], []
+        for index, name in enumerate(self.modality_names):
+            values, observed = split_missing(inputs[name])
+            has_any = observed.flatten(1).any(dim=1)
+            complete = observed.flatten(1).all(dim=1)
+            tokens = values.new_zeros(values.shape[0], self.token_counts[index], self.d_model)
+            rows = has_any.nonzero(as_tuple=True)[0]
+            if rows.numel():
+                tokens[rows] = self.encode_modality(index, values[rows], observed[rows])
+            filled = tokens
+            rows = (~complete).nonzero(as_tuple=True)[0]
+            if recovered is not None and rows.numel():
+                filled = tokens.clone()
+                values = recovered[name][rows]
+                filled[rows] = self.encode_modality(index, values, torch.ones_like(values, dtype=torch.bool))
+            observed_tokens.append(tokens)
+            recovered_tokens.append(filled)
+            present.append(has_any)
+            candidates.append(~complete)
+        return (torch.cat(observed_tokens, dim=1), torch.cat(recovered_tokens, dim=1),
+                torch.stack(present, dim=1), torch.stack(candidates, dim=1))
+
     def forward(self, **inputs):
-        arrays = [inputs[name] for name in self.modality_names]
-        observed = [~torch.isnan(array) for array in arrays]
         if self.training and self.entry_dropout > 0:
-            observed = [self._drop_entries(mask) for mask in observed]
-        values = [torch.where(mask, array, torch.zeros((), dtype=array.dtype, device=array.device))
-                  for mask, array in zip(observed, arrays)]
-        tokens = torch.cat([self.encode_modality(i, v, o) for i, (v, o) in enumerate(zip(values, observed))], dim=1)
-        present = torch.stack([mask.flatten(1).any(dim=1) for mask in observed], dim=1)
+            split = {name: split_missing(inputs[name]) for name in self.modality_names}
+            inputs = {name: torch.where(self._drop_entries(observed), values, torch.full_like(values, float("nan")))
+                      for name, (values, observed) in split.items()}
+        tokens, present = self.encode(inputs)
         if self.training:
             passes = self._sample_subsets(present)
         else:

@@ -9,9 +9,10 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNet
-from skorch.callbacks import ProgressBar
 
+from .._devices import resolve_device
 from .._input import validate_modalities
+from .._training import build_net
 
 
 class SelfSupervisedNet(NeuralNet):
@@ -24,9 +25,10 @@ class SelfSupervisedNet(NeuralNet):
 class NeuralRecoverer(TransformerMixin, BaseEstimator):
     """Base of recoverers that see the modality structure (``accepts_multimodal_input``).
 
-    Subclasses implement ``_build_module(shapes)`` and ``_fill(module, arrays)``, which returns
-    recovered arrays in the scaled space; this class validates, scales, trains through skorch
-    and copies observed entries back unchanged.
+    Subclasses implement ``_module_class()`` and ``_module_kwargs()``: a module whose forward
+    returns its own training loss and whose ``reconstruct(batch, generator=None)`` returns every
+    modality filled, in the scaled space. This class validates, scales, trains through the
+    package's one skorch net builder and copies observed entries back unchanged.
     """
 
     accepts_multimodal_input = True
@@ -37,11 +39,6 @@ class NeuralRecoverer(TransformerMixin, BaseEstimator):
 
     def _check_fit_input(self, arrays):
         """Hook for subclass-specific validation of the training modalities."""
-
-    def _resolve_device(self):
-        if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        return self.device
 
     def fit(self, X, y=None):
         """Fit on a dict of modalities (NaN = missing); ``y`` is ignored."""
@@ -61,13 +58,9 @@ class NeuralRecoverer(TransformerMixin, BaseEstimator):
         self._check_fit_input(arrays)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         torch.manual_seed(seed)
-        self.net_ = SelfSupervisedNet(
-            self._module_class(), **{f"module__{k}": v for k, v in self._module_kwargs().items()},
-            criterion=torch.nn.MSELoss, optimizer=torch.optim.AdamW, lr=self.lr, max_epochs=self.max_epochs,
-            batch_size=self.batch_size, iterator_train__shuffle=True, train_split=None,
-            callbacks=[("progress", ProgressBar())] if self.verbose else [],
-            device=self._resolve_device(), verbose=int(self.verbose),
-        )
+        self.net_ = build_net(SelfSupervisedNet, self._module_class(), self._module_kwargs(), lr=self.lr,
+                              max_epochs=self.max_epochs, batch_size=self.batch_size,
+                              device=resolve_device(self.device), verbose=self.verbose)
         self.net_.fit(self._scaled(arrays), None)
         return self
 
