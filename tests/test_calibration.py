@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from helpers import tiny_classifier
 
+from dymo_sklearn import DyMoClassifier
 from dymo_sklearn._calibration import best_threshold, candidate_thresholds, hide_modalities
 
 
@@ -37,18 +38,77 @@ def test_threshold_grid_and_tie_break():
     assert best_threshold({-np.inf: 0.5, 0.0: 0.9, np.inf: 0.9}, n_samples=1000) == 0.0
 
 
-def test_auto_threshold_is_the_best_held_out_one(image_table_data):
+# Held-out rewards of the toy below: 101 finite values in plateaus, so that the 10/25/50/75/90 %
+# quantiles (sorted positions 10, 25, 50, 75, 90) are exactly -2, -1, 0.5, 1 and 2. With -inf, the
+# paper's 0 and +inf, the grid is therefore known in advance:
+_TOY_REWARDS = np.repeat([-2.0, -1.0, 0.5, 1.0, 2.0], [15, 21, 29, 20, 16])
+_TOY_GRID = [-np.inf, -2.0, -1.0, 0.0, 0.5, 1.0, 2.0, np.inf]
+
+
+@pytest.mark.parametrize("accuracy, expected", [
+    # 100 held-out samples; at the paper's 0 the accuracy is 0.70, standard error
+    # sqrt(0.70 * 0.30 / 100) = 0.0458. 0.85 beats 0.70 by 0.15 > 0.0458, so the threshold moves;
+    # thresholds 1 and 2 tie at 0.85 and the one closest to 0 wins: 1.0.
+    ([0.50, 0.55, 0.60, 0.70, 0.80, 0.85, 0.85, 0.75], 1.0),
+    # The best, 0.74 at -1, beats 0.70 by 0.04 < 0.0458 (one standard error): the paper's 0 stays.
+    ([0.50, 0.55, 0.74, 0.70, 0.72, 0.73, 0.60, 0.65], 0.0),
+    # -1 is best by 0.20 > 0.0458 and alone: -1.0.
+    ([0.50, 0.60, 0.90, 0.70, 0.70, 0.60, 0.60, 0.55], -1.0),
+])
+def test_auto_threshold_on_a_toy_held_out_part(image_table_data, monkeypatch, accuracy, expected):
+    """acceptance_threshold="auto" end to end (fit -> held-out runs -> choice -> predict), with
+    the held-out prediction runs replaced by a toy whose rewards and per-threshold accuracy are
+    set by hand, so the right threshold is known in advance (see the cases' comments)."""
     X, y = image_table_data
+    table = dict(zip(_TOY_GRID, accuracy))
+    held_out_labels, scored = [], []
+    calibrate = DyMoClassifier._calibrate_threshold
+
+    def capture_labels(self, held_out, y_held_out, rng):
+        held_out_labels.append(np.asarray(y_held_out))
+        return calibrate(self, held_out, y_held_out, rng)
+
+    def toy_runs(self, arrays, outputs=("logits",), **options):
+        labels = held_out_labels[-1]
+        n, n_classes = len(labels), len(self.classes_)
+        assert next(iter(arrays.values())).shape[0] == n and options.get("recovered") is not None
+        rewards = np.full((n, len(self.modalities_)), np.nan)
+        rewards.flat[: len(_TOY_REWARDS)] = _TOY_REWARDS[np.random.default_rng(0).permutation(len(_TOY_REWARDS))]
+
+        def logits(threshold):  # correct for the first table[threshold] * n samples
+            scored.append(float(threshold))
+            n_right = int(round(table[float(threshold)] * n))
+            return np.eye(n_classes)[np.where(np.arange(n) < n_right, labels, (labels + 1) % n_classes)]
+
+        thresholds = options.get("thresholds")
+        thresholds = (self._threshold(),) if thresholds is None else list(thresholds)
+        found = {"rewards": lambda: rewards, "logits": lambda: logits(thresholds[0]),
+                 "threshold_logits": lambda: np.stack([logits(t) for t in thresholds], axis=1)}
+        return {key: found[key]() for key in outputs}
+
+    monkeypatch.setattr(DyMoClassifier, "_calibrate_threshold", capture_labels)
+    monkeypatch.setattr(DyMoClassifier, "_predict_arrays", toy_runs)
     clf = tiny_classifier(acceptance_threshold="auto", calibration_fraction=0.25).fit(X, y)
-    accuracy = clf.calibration_accuracy_
-    assert {-np.inf, 0.0, np.inf} <= set(accuracy)
-    n_held_out = 100
-    margin = np.sqrt(accuracy[0.0] * (1 - accuracy[0.0]) / n_held_out)
-    if clf.acceptance_threshold_ == 0.0:
-        assert max(accuracy.values()) - accuracy[0.0] <= margin
-    else:
-        assert accuracy[clf.acceptance_threshold_] == max(accuracy.values()) > accuracy[0.0] + margin
-    assert clf.predict(X).shape == (400,)
+    monkeypatch.undo()
+
+    assert len(held_out_labels) == 1 and len(held_out_labels[0]) == 100
+    assert sorted(set(scored)) == _TOY_GRID  # every threshold of the grid scored, no other
+    assert clf.calibration_accuracy_ == pytest.approx(table)
+    assert clf.acceptance_threshold_ == expected
+    # predict uses the fitted threshold
+    fitted = clf.predict_proba(X)
+    np.testing.assert_array_equal(fitted, clf.set_params(acceptance_threshold=expected).predict_proba(X))
+
+
+def test_best_threshold_on_hand_made_tables():
+    """best_threshold alone, on tables whose answer is worked out by hand."""
+    # n = 400, paper 0.80: standard error sqrt(0.8 * 0.2 / 400) = 0.02.
+    assert best_threshold({-np.inf: 0.6, 0.0: 0.80, 0.7: 0.83, np.inf: 0.7}, n_samples=400) == 0.7  # +0.03
+    assert best_threshold({-np.inf: 0.6, 0.0: 0.80, 0.7: 0.815, np.inf: 0.7}, n_samples=400) == 0.0  # +0.015
+    # equal best on both sides of 0: the one closer to 0 (-0.2 is closer than 0.5)
+    assert best_threshold({-0.2: 0.9, 0.0: 0.8, 0.5: 0.9, np.inf: 0.9}, n_samples=400) == -0.2
+    # +inf (accept none) wins when it is clearly best, as with a recoverer that writes garbage
+    assert best_threshold({-np.inf: 0.2, 0.0: 0.5, 1.0: 0.6, np.inf: 0.9}, n_samples=400) == np.inf
 
 
 def test_infinite_thresholds_reproduce_none_and_all(image_table_data):

@@ -109,12 +109,17 @@ def test_calibration_never_raises_a_reward(form, distance):
 
 
 def test_literal_equation_7_would_raise_the_reward():
-    """The trap the package avoids: alpha < 1 on a log-probability raises the paper's R*."""
+    """The trap the package avoids: alpha < 1 on a log-probability raises the paper's R*.
+
+    Without calibration (alpha = 1) the literal R* = -log p + log p_u is the package's "log"
+    reward; with a less typical candidate (its ICS drops) the literal alpha = 0.5 would raise it,
+    the package's calibration lowers it, by exactly the drop in log ICS."""
     log_p, log_p_u = math.log(0.6), math.log(0.7)
-    literal = -log_p + 1.0 * log_p_u
-    literal_calibrated = -log_p + 0.5 * log_p_u
-    assert literal_calibrated > literal
+    literal = -log_p + 1.0 * log_p_u  # 0.1542; with alpha = 0.5 it would be 0.3325, higher
     current = Assessment(torch.tensor([log_p]), torch.tensor([-1.0]))
     candidate = Assessment(torch.tensor([log_p_u]), torch.tensor([-3.0]))
-    ours = reward(current, candidate, form="log", calibrated=True, distance="cosine")
-    assert ours.item() < reward(current, candidate, form="log", calibrated=False, distance="cosine").item()
+    plain = reward(current, candidate, form="log", calibrated=False, distance="cosine").item()
+    ours = reward(current, candidate, form="log", calibrated=True, distance="cosine").item()
+    assert plain == pytest.approx(literal, rel=1e-6)
+    assert ours == pytest.approx(literal - 2.0, rel=1e-6)  # log ICS drops from -1 to -3
+    assert ours < plain  # lowered, where the literal alpha < 1 would have raised it
