@@ -1,0 +1,109 @@
+"""The shared spine: predict outputs agree, prediction is batched, predict-time parameters are
+checked, and a mode recovers only what it uses."""
+
+import numpy as np
+import pytest
+from helpers import tiny_classifier
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.impute import SimpleImputer
+
+from dymo_sklearn import MARSClassifier
+
+
+class _CountingImputer(TransformerMixin, BaseEstimator):
+    """Mean imputation that counts its transform calls (class attribute: clones share it)."""
+
+    calls = 0
+
+    def fit(self, X, y=None):
+        self.imputer_ = SimpleImputer(keep_empty_features=True).fit(X)
+        return self
+
+    def transform(self, X):
+        type(self).calls += 1
+        return self.imputer_.transform(X)
+
+
+@pytest.fixture(scope="module")
+def fitted(image_table_data):
+    X, y = image_table_data
+    return tiny_classifier(recoverer=_CountingImputer()).fit(X, y), X, y
+
+
+def test_none_never_calls_the_recoverer_and_other_modes_do(fitted):
+    clf, X, _ = fitted
+    X_missing = X  # 20 % of images and 20 % of tables missing
+    try:
+        _CountingImputer.calls = 0
+        clf.set_params(selection="none", predict_batch_size=100)
+        clf.predict(X_missing)
+        clf.explain(X_missing)
+        assert _CountingImputer.calls == 0
+        clf.set_params(selection="dymo")
+        clf.predict(X_missing)
+        assert _CountingImputer.calls == 4  # one per batch of 100 of the 400 samples
+        _CountingImputer.calls = 0
+        clf.explain(X_missing)  # the selection and the observed-only prediction share a recovery
+        assert _CountingImputer.calls == 4
+    finally:
+        clf.set_params(selection="dymo", predict_batch_size=1024)
+
+
+def test_log_proba_proba_and_predict_agree(fitted):
+    clf, X, _ = fitted
+    proba = clf.predict_proba(X)
+    log_proba = clf.predict_log_proba(X)
+    np.testing.assert_allclose(np.exp(log_proba), proba, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(1)])
+    assert np.isfinite(log_proba).all()
+
+
+def test_explain_is_batched_and_matches_predict(fitted):
+    clf, X, _ = fitted
+    X_missing = X
+    whole = clf.explain(X_missing)
+    try:
+        clf.set_params(predict_batch_size=7)
+        batched = clf.explain(X_missing)
+    finally:
+        clf.set_params(predict_batch_size=1024)
+    np.testing.assert_array_equal(batched["prediction"], whole["prediction"])
+    np.testing.assert_array_equal(batched["prediction_observed_only"], whole["prediction_observed_only"])
+    np.testing.assert_array_equal(whole["prediction"], clf.predict(X_missing))
+    clf.set_params(selection="none")
+    try:
+        np.testing.assert_array_equal(whole["prediction_observed_only"], clf.predict(X_missing))
+    finally:
+        clf.set_params(selection="dymo")
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("temperature", 0.0, "temperature"),
+    ("temperature", -1.0, "temperature"),
+    ("acceptance_threshold", "bogus", "acceptance_threshold"),
+    ("acceptance_threshold", None, "acceptance_threshold"),
+    ("predict_batch_size", 0, "predict_batch_size"),
+    ("selection", "best", "selection"),
+    ("distance", "sqeuclidean", "distance was changed"),
+])
+def test_predict_time_parameters_are_checked(fitted, name, value, message):
+    clf, X, _ = fitted
+    original = clf.get_params()[name]
+    clf.set_params(**{name: value})
+    try:
+        for method in (clf.predict, clf.predict_proba, clf.explain):
+            with pytest.raises(ValueError, match=message):
+                method(X)
+    finally:
+        clf.set_params(**{name: original})
+    clf.predict(X)
+
+
+def test_mars_shares_the_predict_path(image_table_data):
+    X, y = image_table_data
+    clf = MARSClassifier(d_model=16, n_heads=2, n_layers=1, n_experts=3, expert_hidden=16, max_epochs=2,
+                         predict_batch_size=64, device="cpu", random_state=0).fit(X, y)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X), rtol=1e-10)
+    reference = clf.predict_proba(X)
+    clf.set_params(predict_batch_size=1000)
+    np.testing.assert_allclose(clf.predict_proba(X), reference, atol=1e-6)
