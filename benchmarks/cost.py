@@ -240,7 +240,7 @@ def predict_ratios(seed=0, n_train=1500, n_test=4096, repeats=3, device="cpu"):
     fitted = {"mean": model.recoverer_, "default": fit_recoverer(default, train),
               "KNNImputer": fit_recoverer(KNNImputer(), train)}
     network = model.net_.module_
-    rows, seconds, passes = [], {}, {}
+    seconds, passes = {}, {}
     # scikit-learn's KNNImputer (the previous default) is timed once: it takes tens of seconds.
     for recoverer, selection in [("mean", "none"), ("default", "none"), ("default", "all"), ("default", "dymo"),
                                  ("KNNImputer", "dymo")]:

@@ -56,7 +56,7 @@ class DyMoClassifier(MultimodalClassifier):
     acceptance_threshold : float or "auto", default=0.0
         A candidate is accepted only if its reward exceeds this; 0 is the paper's rule and the
         benchmarked default (safe with the default KNN recoverer; with mean imputation of images
-        it ends 4–6 points below discarding at high missing rates, see docs/benchmarks.md).
+        it ends 3–6 points below discarding at η = 0.8, see docs/benchmarks.md).
         "auto" holds out ``calibration_fraction`` of the training samples (also used for early
         stopping), hides modalities of theirs at random, recovers them with a recoverer fitted
         without them, and scores thresholds from -inf (accept all) through reward quantiles and

@@ -13,7 +13,6 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import KNNImputer
 
 from dymo_sklearn import DyMoClassifier
-from dymo_sklearn.datasets import make_multiview_digits
 from dymo_sklearn.nn import VectorEncoder
 
 DATA = Path(__file__).parent / "data"
