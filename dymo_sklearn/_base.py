@@ -61,8 +61,13 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
 
     Subclasses implement :meth:`_build_net` and :meth:`_predict_batch`, and may override
     :meth:`_held_out_rows`, :meth:`_prepare_fit`, :meth:`_after_fit`, :meth:`_check_predict_params`
-    and :meth:`_prediction_context`.
+    and :meth:`_prediction_context`. What :meth:`save` stores besides the network is declared by
+    ``_saved_arrays``, ``_saved_scalars`` and ``_saved_estimator``.
     """
+
+    _saved_arrays = ()
+    _saved_scalars = ()
+    _saved_estimator = None
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -90,8 +95,6 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
                 f"This estimator was fitted on a dict of modalities {self.modalities_}; got {type(X).__name__}."
             )
         array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float32)
-        if np.isinf(array).any():
-            raise ValueError("Input contains infinite values; use NaN to mark missing entries.")
         modalities = split_columns(array, self.column_groups, getattr(self, "feature_names_in_", None))
         return validate_modalities(modalities, reference_shapes=None if reset else self.modality_shapes_)
 
@@ -210,9 +213,10 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
 
     def _training_kwargs(self, train_split, device):
         """Keyword arguments of ``build_net`` that every estimator sets the same way."""
-        return dict(train_split=train_split, patience=self.patience, max_epochs=self.max_epochs,
-                    batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay, device=device,
-                    verbose=self.verbose)
+        # Plain Python numbers: torch's samplers refuse numpy integers such as np.int64(64).
+        return dict(train_split=train_split, patience=int(self.patience), max_epochs=int(self.max_epochs),
+                    batch_size=int(self.batch_size), lr=float(self.lr), weight_decay=float(self.weight_decay),
+                    device=device, verbose=int(self.verbose))
 
     # --------------------------------------------------------------- predict
     def _check_predict_params(self):
@@ -282,3 +286,32 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         """Predicted class labels."""
         logits = self._logits(X)
         return self.classes_[np.argmax(logits, axis=1)]
+
+    # ----------------------------------------------------------- persistence
+    def save(self, path):
+        """Save the fitted model to the directory ``path`` in a format that runs no code on load.
+
+        JSON config, safetensors weights, numpy arrays (no pickle) and, for DyMo, the recoverer
+        through skops with only scikit-learn and numpy types trusted. Read it back with
+        :meth:`load`.
+        """
+        from ._persistence import save_model
+
+        return save_model(self, path)
+
+    @classmethod
+    def load(cls, path, *, device=None, encoders=None):
+        """Load a model written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+        device : {"auto", "cpu", "cuda"}, optional
+            Where to put the network; default: the saved ``device`` parameter. "cuda" raises
+            where CUDA is absent: pass ``device="cpu"`` to load a GPU model on a CPU.
+        encoders : dict, optional
+            The same custom encoder factories the model was fitted with, if any.
+        """
+        from ._persistence import load_model
+
+        return load_model(cls, path, device=device, encoders=encoders)

@@ -107,11 +107,11 @@ class DyMoClassifier(MultimodalClassifier):
     recoverer_ : fitted imputer
     net_ : skorch.NeuralNet holding the trained ``DyMoNetwork``
     prototypes_ : ndarray of shape (n_classes, projection_dim)
-        Overall class prototypes (mean over subsets).
+        Overall class prototypes (mean over subsets); the last row of ``subset_prototypes_``.
     subset_codes_ : ndarray of int64, shape (n_fitted_subsets,)
         Fitted subsets as bit masks (bit m = ``modalities_[m]``).
     subset_prototypes_ : ndarray of shape (n_fitted_subsets + 1, n_classes, projection_dim)
-        c_{s,k}; the last row is the pooled fallback for subsets not fitted.
+        c_{s,k}; the last row, the overall prototypes, is the fallback for subsets not fitted.
     ics_sigma_ : ndarray of shape (n_fitted_subsets + 1, n_classes)
         Half-normal scale sigma_{s,k} of distances to c_{s,k}; last row pooled.
     acceptance_threshold_ : float
@@ -225,6 +225,15 @@ class DyMoClassifier(MultimodalClassifier):
         """
         return super().fit(X, y)
 
+    _saved_arrays = ("subset_codes_", "subset_prototypes_", "ics_sigma_")
+    _saved_scalars = ("acceptance_threshold_",)
+    _saved_estimator = ("recoverer", "recoverer_")
+
+    @property
+    def prototypes_(self):
+        """Overall class prototypes (n_classes, projection_dim): the pooled row of ``subset_prototypes_``."""
+        return self.subset_prototypes_[-1]
+
     def _recoverer(self):
         return KNNRecoverer(n_neighbors=5, device=self.device) if self.recoverer is None else self.recoverer
 
@@ -293,7 +302,6 @@ class DyMoClassifier(MultimodalClassifier):
         self.subset_codes_ = statistics.codes
         self.subset_prototypes_ = statistics.subset_prototypes
         self.ics_sigma_ = statistics.sigma
-        self.prototypes_ = statistics.prototypes
 
     # ------------------------------------------------------------- inference
     def _threshold(self):
@@ -318,7 +326,7 @@ class DyMoClassifier(MultimodalClassifier):
         come out as ``threshold_logits``); ``observed_only`` adds the ``none`` mode's logits.
         """
         statistics = SubsetStatistics(
-            self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.prototypes_).to_torch(device)
+            self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.subset_prototypes_[-1]).to_torch(device)
         return _Context(statistics=statistics, recovered=recovered, selection=selection or self.selection,
                         thresholds=tuple(thresholds) if thresholds is not None else (self._threshold(),),
                         observed_only=observed_only, device=device)
@@ -384,33 +392,6 @@ class DyMoClassifier(MultimodalClassifier):
         frame["prediction"] = self.classes_[run["logits"].argmax(axis=1)]
         frame["prediction_observed_only"] = self.classes_[run["logits_observed_only"].argmax(axis=1)]
         return frame
-
-    def save(self, path):
-        """Save the fitted model to the directory ``path`` in a format that runs no code on load.
-
-        JSON config, safetensors weights, numpy arrays (no pickle) and the recoverer through
-        skops with only scikit-learn and numpy types trusted. Read it back with :meth:`load`.
-        """
-        from ._persistence import save_model
-
-        return save_model(self, path)
-
-    @classmethod
-    def load(cls, path, *, device=None, encoders=None):
-        """Load a model written by :meth:`save`.
-
-        Parameters
-        ----------
-        path : str or Path
-        device : {"auto", "cpu", "cuda"}, optional
-            Where to put the network; default: the saved ``device`` parameter. "cuda" raises
-            where CUDA is absent: pass ``device="cpu"`` to load a GPU model on a CPU.
-        encoders : dict, optional
-            The same custom encoder factories the model was fitted with, if any.
-        """
-        from ._persistence import load_model
-
-        return load_model(cls, path, device=device, encoders=encoders)
 
 
 _PREDICT_TIME_PARAMETERS = ("selection", "reward", "distance", "temperature", "acceptance_threshold",

@@ -1,12 +1,18 @@
 """A persistence format that runs no code on load: JSON config, safetensors weights, npz arrays,
-and the fitted recoverer through skops with only scikit-learn and numpy types trusted.
+and fitted scikit-learn parts through skops with only scikit-learn and numpy types trusted.
 
 Layout of a saved model (a directory)::
 
-    config.json          format version, hyper-parameters, modalities, classes, fitted scalars
+    config.json          format version, estimator class, hyper-parameters, modalities, classes,
+                         fitted scalars
     weights.safetensors  the network's state dict
-    statistics.npz       prototypes and ICS statistics (loaded with allow_pickle=False)
-    recoverer.skops      the recoverer parameter and the fitted recoverer
+    statistics.npz       the estimator's fitted arrays, e.g. DyMo's prototypes and ICS statistics
+                         (loaded with allow_pickle=False)
+    recoverer.skops      for DyMo: the recoverer parameter and the fitted recoverer
+
+What an estimator saves besides the network is declared by its class: ``_saved_arrays`` (numpy
+attributes), ``_saved_scalars`` (float attributes) and ``_saved_estimator`` (a parameter and
+its fitted attribute, stored through skops).
 """
 
 from __future__ import annotations
@@ -18,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "dymo_sklearn"
-FORMAT_VERSION = 1
-_STATISTICS = ("subset_codes_", "subset_prototypes_", "ics_sigma_", "prototypes_")
+FORMAT_VERSION = 2  # 2: any estimator of the package; version 1 (DyMo only) still loads
+_READABLE_VERSIONS = (1, 2)
 _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
 _CUSTOM = "<custom factory>"
 
@@ -28,12 +34,15 @@ def _json_float(value):
     return value if math.isfinite(value) else str(value)
 
 
+_NON_FINITE = ("inf", "-inf", "nan")
+
+
 def _from_json_float(value):
     return float(value)
 
 
 def save_model(estimator, path):
-    """Write a fitted DyMoClassifier to the directory ``path`` (created if needed)."""
+    """Write a fitted estimator to the directory ``path`` (created if needed)."""
     import skops.io
     from safetensors.torch import save_file
     from sklearn.utils.validation import check_is_fitted
@@ -42,7 +51,9 @@ def save_model(estimator, path):
 
     check_is_fitted(estimator)
     params = estimator.get_params(deep=False)
-    params.pop("recoverer")
+    saved_estimator = estimator._saved_estimator
+    if saved_estimator:
+        params.pop(saved_estimator[0])
     if params.get("encoders"):
         # Code cannot be stored safely: a custom encoder factory is named, and given back at load.
         params["encoders"] = {
@@ -50,19 +61,20 @@ def save_model(estimator, path):
         }
     if isinstance(params["random_state"], np.random.RandomState):
         params["random_state"] = None
-    if isinstance(params["acceptance_threshold"], float):
-        params["acceptance_threshold"] = _json_float(params["acceptance_threshold"])
+    params = {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
+    params = {name: _json_float(value) if isinstance(value, float) else value for name, value in params.items()}
     classes = estimator.classes_
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
+        "estimator": type(estimator).__name__,
         "params": params,
         "classes": classes.tolist(),
         "classes_dtype": classes.dtype.str,
         "modalities": estimator.modalities_,
         "modality_shapes": {name: list(shape) for name, shape in estimator.modality_shapes_.items()},
-        "acceptance_threshold_": _json_float(float(estimator.acceptance_threshold_)),
+        "scalars": {name: _json_float(float(getattr(estimator, name))) for name in estimator._saved_scalars},
         "feature_names_in": getattr(estimator, "feature_names_in_", np.array([])).tolist(),
         "n_features_in": getattr(estimator, "n_features_in_", None),
     }
@@ -71,8 +83,11 @@ def save_model(estimator, path):
     (path / "config.json").write_text(json.dumps(config, indent=2))
     state = {key: value.detach().cpu().contiguous() for key, value in estimator.net_.module_.state_dict().items()}
     save_file(state, str(path / "weights.safetensors"))
-    np.savez(path / "statistics.npz", **{name: getattr(estimator, name) for name in _STATISTICS})
-    skops.io.dump({"param": estimator.recoverer, "fitted": estimator.recoverer_}, path / "recoverer.skops")
+    np.savez(path / "statistics.npz", **{name: getattr(estimator, name) for name in estimator._saved_arrays})
+    if saved_estimator:
+        param, fitted = saved_estimator
+        skops.io.dump({"param": getattr(estimator, param), "fitted": getattr(estimator, fitted)},
+                      path / f"{param}.skops")
     return path
 
 
@@ -96,43 +111,53 @@ def load_model(cls, path, *, device=None, encoders=None):
     path = Path(path)
     config_file = path / "config.json"
     if not config_file.is_file():
-        raise ValueError(f"{path} is not a saved DyMoClassifier: {config_file.name} is missing.")
+        raise ValueError(f"{path} is not a saved {cls.__name__}: {config_file.name} is missing.")
     config = json.loads(config_file.read_text())
     if config.get("format") != FORMAT:
         raise ValueError(f"{config_file} is not a {FORMAT} model file.")
-    if config.get("format_version") != FORMAT_VERSION:
+    if config.get("format_version") not in _READABLE_VERSIONS:
         raise ValueError(
             f"{path} was saved in format version {config.get('format_version')} by dymo_sklearn "
-            f"{config.get('package_version')}; this version reads format {FORMAT_VERSION} only."
+            f"{config.get('package_version')}; this version reads formats {list(_READABLE_VERSIONS)}."
         )
-    params = dict(config["params"])
-    if isinstance(params["acceptance_threshold"], str) and params["acceptance_threshold"] != "auto":
-        params["acceptance_threshold"] = _from_json_float(params["acceptance_threshold"])
+    saved_class = config.get("estimator", "DyMoClassifier")
+    if saved_class != cls.__name__:
+        raise ValueError(f"{path} holds a {saved_class}; load it with {saved_class}.load.")
+    params = {name: _from_json_float(value) if value in _NON_FINITE else value
+              for name, value in config["params"].items()}
     saved_encoders = dict(params.get("encoders") or {})
     saved_encoders.update(encoders or {})
     missing = [name for name, spec in saved_encoders.items() if spec == _CUSTOM]
     if missing:
         raise ValueError(
             f"The model was fitted with custom encoder factories for modalities {missing}; pass them "
-            "again: DyMoClassifier.load(path, encoders={...})."
+            f"again: {cls.__name__}.load(path, encoders={{...}})."
         )
     params["encoders"] = saved_encoders or None
     if device is not None:
         params["device"] = device
-    recoverers = skops.io.load(path / "recoverer.skops", trusted=_trusted_types(path / "recoverer.skops"))
-    estimator = cls(recoverer=recoverers["param"], **params)
+    fitted_parts = {}
+    if cls._saved_estimator:
+        param, fitted = cls._saved_estimator
+        file = path / f"{param}.skops"
+        parts = skops.io.load(file, trusted=_trusted_types(file))
+        params[param], fitted_parts[fitted] = parts["param"], parts["fitted"]
+    estimator = cls(**params)
 
     estimator.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
     estimator.modalities_ = list(config["modalities"])
     estimator.modality_shapes_ = {name: tuple(shape) for name, shape in config["modality_shapes"].items()}
-    estimator.acceptance_threshold_ = _from_json_float(config["acceptance_threshold_"])
+    scalars = config.get("scalars", {"acceptance_threshold_": config.get("acceptance_threshold_")})
+    for name in cls._saved_scalars:
+        setattr(estimator, name, _from_json_float(scalars[name]))
     if config["n_features_in"] is not None:
         estimator.n_features_in_ = config["n_features_in"]
         if config["feature_names_in"]:
             estimator.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
-    estimator.recoverer_ = recoverers["fitted"]
+    for name, value in fitted_parts.items():
+        setattr(estimator, name, value)
     with np.load(path / "statistics.npz", allow_pickle=False) as statistics:
-        for name in _STATISTICS:
+        for name in cls._saved_arrays:
             setattr(estimator, name, statistics[name])
 
     torch_device = resolve_device(estimator.device)

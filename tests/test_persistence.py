@@ -97,3 +97,18 @@ def test_model_trained_on_cuda_predicts_on_cpu(kind):
         assert str(clf.net_.module_.prototypes.device) == "cpu"
     expected = np.load(DATA / "cuda_model_proba.npy")
     np.testing.assert_allclose(clf.predict_proba(X), expected, atol=1e-4)
+
+
+def test_mars_saves_and_loads_through_the_same_format(image_table_data, tmp_path):
+    from dymo_sklearn import MARSClassifier
+
+    X, y = image_table_data
+    clf = MARSClassifier(d_model=16, n_heads=2, n_layers=1, n_experts=3, expert_hidden=16, max_epochs=2,
+                         lr=np.float64(1e-2), batch_size=np.int64(64), device="cpu", random_state=0).fit(X, y)
+    clf.save(tmp_path / "mars")
+    assert not (tmp_path / "mars" / "recoverer.skops").exists()
+    loaded = MARSClassifier.load(tmp_path / "mars")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert loaded.get_params()["batch_size"] == 64
+    with pytest.raises(ValueError, match="holds a MARSClassifier; load it with MARSClassifier.load"):
+        DyMoClassifier.load(tmp_path / "mars")
