@@ -164,7 +164,7 @@ def write_markdown(path, results, command, figures):
               "protocol) and tested under `apply_missing`: each test sample misses round(η·M) random "
               "modalities, at least one observed. The same missing test sets are used by every method of a seed.",
               "- Network: d_model 32, 4 heads, 2 blocks, projection 32, AdamW lr 3e-3, batch 128, a fixed "
-              "number of epochs (no early stopping, see the notes), `device='cpu'`.",
+              "number of epochs (no early stopping, see [the notes](benchmark_notes.md)), `device='cpu'`.",
               "- Training never uses the recoverer when the training data are complete, so each network is "
               "trained once per (seed, distance, temperature) and evaluated with every recoverer by refitting "
               "only `recoverer_` (`benchmarks/common.py:with_recoverer`).",
