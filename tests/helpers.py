@@ -1,12 +1,19 @@
-"""Small estimators for fast tests."""
+"""Small estimators for fast tests: the one place their settings live."""
 
 from sklearn.impute import SimpleImputer
 
-from dymo_sklearn import DyMoClassifier
+from dymo_sklearn import DyMoClassifier, MARSClassifier
 
 TINY = dict(d_model=16, n_heads=2, n_layers=1, projection_dim=8, max_epochs=3, batch_size=64)
+TINY_MARS = dict(d_model=16, n_heads=2, n_layers=1, n_experts=3, top_k=2, expert_hidden=16, max_epochs=3,
+                 batch_size=64, random_state=0, device="cpu")
 
 
 def tiny_classifier(**params):
     """A DyMoClassifier small enough to fit in a fraction of a second."""
     return DyMoClassifier(**{**TINY, "recoverer": SimpleImputer(), "random_state": 0, **params})
+
+
+def tiny_mars(**params):
+    """A MARSClassifier small enough to fit in a fraction of a second."""
+    return MARSClassifier(**{**TINY_MARS, **params})

@@ -3,11 +3,10 @@ checked, and a mode recovers only what it uses."""
 
 import numpy as np
 import pytest
-from helpers import tiny_classifier
+from helpers import tiny_classifier, tiny_mars
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import SimpleImputer
 
-from dymo_sklearn import MARSClassifier
 
 
 class _CountingImputer(TransformerMixin, BaseEstimator):
@@ -101,8 +100,7 @@ def test_predict_time_parameters_are_checked(fitted, name, value, message):
 
 def test_mars_shares_the_predict_path(image_table_data):
     X, y = image_table_data
-    clf = MARSClassifier(d_model=16, n_heads=2, n_layers=1, n_experts=3, expert_hidden=16, max_epochs=2,
-                         predict_batch_size=64, device="cpu", random_state=0).fit(X, y)
+    clf = tiny_mars(max_epochs=2, predict_batch_size=64).fit(X, y)
     np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X), rtol=1e-10)
     reference = clf.predict_proba(X)
     clf.set_params(predict_batch_size=1000)

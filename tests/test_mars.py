@@ -4,19 +4,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import tiny_mars
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dymo_sklearn import MARSClassifier, MultimodalDict
-
-TINY = dict(d_model=16, n_heads=2, n_layers=1, n_experts=3, top_k=2, expert_hidden=16, max_epochs=3,
-            batch_size=64, random_state=0, device="cpu")
-
-
-def tiny_mars(**params):
-    return MARSClassifier(**{**TINY, **params})
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import tiny_classifier
+from helpers import tiny_classifier, tiny_mars
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import KNNImputer
 
-from dymo_sklearn import DyMoClassifier
+from dymo_sklearn import DyMoClassifier, MARSClassifier
 from dymo_sklearn.nn import VectorEncoder
 
 DATA = Path(__file__).parent / "data"
@@ -100,11 +100,8 @@ def test_model_trained_on_cuda_predicts_on_cpu(kind):
 
 
 def test_mars_saves_and_loads_through_the_same_format(image_table_data, tmp_path):
-    from dymo_sklearn import MARSClassifier
-
     X, y = image_table_data
-    clf = MARSClassifier(d_model=16, n_heads=2, n_layers=1, n_experts=3, expert_hidden=16, max_epochs=2,
-                         lr=np.float64(1e-2), batch_size=np.int64(64), device="cpu", random_state=0).fit(X, y)
+    clf = tiny_mars(max_epochs=2, lr=np.float64(1e-2), batch_size=np.int64(64)).fit(X, y)
     clf.save(tmp_path / "mars")
     assert not (tmp_path / "mars" / "recoverer.skops").exists()
     loaded = MARSClassifier.load(tmp_path / "mars")
