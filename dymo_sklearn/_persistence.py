@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,15 @@ import numpy as np
 FORMAT = "dymo_sklearn"
 FORMAT_VERSION = 2  # 2: any estimator of the package; version 1 (DyMo only) still loads
 _READABLE_VERSIONS = (1, 2)
-_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
+# Types trusted on load beyond skops's own defaults: each named here on purpose. Anything else
+# (a function such as builtins.eval or numpy.load inside a FunctionTransformer, an unknown class)
+# is refused, so a tampered file cannot run code at load or at any later call.
+_TRUSTED_TYPES = frozenset({
+    "numpy.dtype",
+    "sklearn.impute._iterative.IterativeImputer",
+    "sklearn.impute._iterative._ImputerTriplet",
+    "dymo_sklearn.recovery._knn.KNNRecoverer",
+})
 _CUSTOM = "<custom factory>"
 
 
@@ -35,6 +45,8 @@ def _json_float(value):
 
 
 _NON_FINITE = ("inf", "-inf", "nan")
+_CONFIG_KEYS = ("params", "classes", "classes_dtype", "modalities", "modality_shapes", "n_features_in",
+                "feature_names_in")
 
 
 def _from_json_float(value):
@@ -79,26 +91,65 @@ def save_model(estimator, path):
         "n_features_in": getattr(estimator, "n_features_in_", None),
     }
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps(config, indent=2))
-    state = {key: value.detach().cpu().contiguous() for key, value in estimator.net_.module_.state_dict().items()}
-    save_file(state, str(path / "weights.safetensors"))
-    np.savez(path / "statistics.npz", **{name: getattr(estimator, name) for name in estimator._saved_arrays})
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"{path} exists and is not an empty directory; save() never overwrites.")
     if saved_estimator:
-        param, fitted = saved_estimator
-        skops.io.dump({"param": getattr(estimator, param), "fitted": getattr(estimator, fitted)},
-                      path / f"{param}.skops")
+        _check_saveable(getattr(estimator, saved_estimator[1]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write into a temporary sibling directory and rename it at the end: a failure leaves nothing.
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        (staging / "config.json").write_text(json.dumps(config, indent=2))
+        state = {key: value.detach().cpu().contiguous() for key, value in estimator.net_.module_.state_dict().items()}
+        save_file(state, str(staging / "weights.safetensors"))
+        np.savez(staging / "statistics.npz", **{name: getattr(estimator, name) for name in estimator._saved_arrays})
+        if saved_estimator:
+            param, fitted = saved_estimator
+            skops.io.dump({"param": getattr(estimator, param), "fitted": getattr(estimator, fitted)},
+                          staging / f"{param}.skops")
+        if path.exists():
+            path.rmdir()
+        staging.rename(path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return path
+
+
+def _check_saveable(fitted):
+    """Refuse at save what load() would refuse: a fitted part made of untrusted types."""
+    import skops.io
+
+    untrusted = set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted))) - _TRUSTED_TYPES
+    if untrusted:
+        raise ValueError(
+            f"save() stores the recoverer without pickle, and {type(fitted).__name__} holds types it cannot "
+            f"store safely: {sorted(untrusted)}. Use pickle or joblib for this model, or a scikit-learn "
+            "imputer or KNNRecoverer as recoverer.")
 
 
 def _trusted_types(file):
     import skops.io
 
-    untrusted = skops.io.get_untrusted_types(file=file)
-    refused = [name for name in untrusted if not name.startswith(_TRUSTED_PREFIXES)]
+    untrusted = _read(file, lambda: skops.io.get_untrusted_types(file=file))
+    refused = sorted(set(untrusted) - _TRUSTED_TYPES)
     if refused:
-        raise ValueError(f"{file} holds types outside scikit-learn and numpy, which load() refuses: {refused}.")
+        raise ValueError(
+            f"{file} holds types that load() does not trust: {refused}. Only scikit-learn imputers, "
+            "KNNRecoverer and the types they are made of are loaded; if you trust this file, "
+            "read it yourself with skops.io.load(file, trusted=...).")
     return untrusted
+
+
+def _read(file, reader):
+    """Run ``reader``; a missing, truncated or edited file becomes a ValueError naming it."""
+    try:
+        return reader()
+    except Exception as error:  # zipfile.BadZipFile, KeyError, EOFError, JSON and safetensors errors
+        if isinstance(error, ValueError) and str(file) in str(error):
+            raise
+        raise ValueError(f"{file} is missing, truncated or not what save() wrote: "
+                         f"{type(error).__name__}: {error}") from error
 
 
 def load_model(cls, path, *, device=None, encoders=None):
@@ -112,7 +163,9 @@ def load_model(cls, path, *, device=None, encoders=None):
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{path} is not a saved {cls.__name__}: {config_file.name} is missing.")
-    config = json.loads(config_file.read_text())
+    config = _read(config_file, lambda: json.loads(config_file.read_text()))
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_file} is not a {FORMAT} model file.")
     if config.get("format") != FORMAT:
         raise ValueError(f"{config_file} is not a {FORMAT} model file.")
     if config.get("format_version") not in _READABLE_VERSIONS:
@@ -120,6 +173,9 @@ def load_model(cls, path, *, device=None, encoders=None):
             f"{path} was saved in format version {config.get('format_version')} by dymo_sklearn "
             f"{config.get('package_version')}; this version reads formats {list(_READABLE_VERSIONS)}."
         )
+    missing_keys = sorted(set(_CONFIG_KEYS) - set(config))
+    if missing_keys:
+        raise ValueError(f"{config_file} lacks {missing_keys}: it is truncated or was edited.")
     saved_class = config.get("estimator", "DyMoClassifier")
     if saved_class != cls.__name__:
         raise ValueError(f"{path} holds a {saved_class}; load it with {saved_class}.load.")
@@ -140,9 +196,14 @@ def load_model(cls, path, *, device=None, encoders=None):
     if cls._saved_estimator:
         param, fitted = cls._saved_estimator
         file = path / f"{param}.skops"
-        parts = skops.io.load(file, trusted=_trusted_types(file))
+        trusted = _trusted_types(file)
+        parts = _read(file, lambda: skops.io.load(file, trusted=trusted))
         params[param], fitted_parts[fitted] = parts["param"], parts["fitted"]
     estimator = cls(**params)
+    try:
+        estimator._validate_params()
+    except ValueError as error:
+        raise ValueError(f"{config_file}: {error}") from error
 
     estimator.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
     estimator.modalities_ = list(config["modalities"])
@@ -156,14 +217,18 @@ def load_model(cls, path, *, device=None, encoders=None):
             estimator.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
     for name, value in fitted_parts.items():
         setattr(estimator, name, value)
-    with np.load(path / "statistics.npz", allow_pickle=False) as statistics:
-        for name in cls._saved_arrays:
-            setattr(estimator, name, statistics[name])
+    def read_statistics():
+        with np.load(path / "statistics.npz", allow_pickle=False) as statistics:
+            return {name: statistics[name] for name in cls._saved_arrays}
+
+    for name, value in _read(path / "statistics.npz", read_statistics).items():
+        setattr(estimator, name, value)
 
     torch_device = resolve_device(estimator.device)
     net = estimator._build_net(None, None, torch_device)
     net.initialize()
-    net.module_.load_state_dict(load_file(str(path / "weights.safetensors"), device=str(torch_device)))
+    weights = path / "weights.safetensors"
+    _read(weights, lambda: net.module_.load_state_dict(load_file(str(weights), device=str(torch_device))))
     net.module_.eval()
     estimator.net_ = net
     return estimator

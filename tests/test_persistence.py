@@ -1,6 +1,7 @@
 """save / load in the safe format, pickle-free loading, version checks, models made on a GPU."""
 
 import json
+import re
 import pickle
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 from helpers import tiny_classifier, tiny_mars
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.impute import KNNImputer
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
 from dymo_sklearn import DyMoClassifier, MARSClassifier
 from dymo_sklearn.nn import VectorEncoder
@@ -61,11 +63,75 @@ class _Custom(BaseEstimator, TransformerMixin):
         return np.nan_to_num(X, nan=self.fill_)
 
 
-def test_loading_refuses_types_outside_sklearn_and_numpy(image_table_data, tmp_path):
+def test_save_refuses_a_recoverer_it_cannot_store_safely_and_leaves_nothing(image_table_data, tmp_path):
     X, y = image_table_data
-    tiny_classifier(recoverer=_Custom()).fit(X, y).save(tmp_path / "m")
-    with pytest.raises(ValueError, match="refuses.*_Custom"):
+    clf = tiny_classifier(recoverer=_Custom()).fit(X, y)
+    with pytest.raises(ValueError, match="_Custom.*Use pickle or joblib"):
+        clf.save(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("payload", [eval, np.load], ids=["builtins.eval", "numpy.load"])
+def test_a_tampered_recoverer_file_is_refused_before_anything_runs(image_table_data, tmp_path, payload):
+    """The attack from issue 13: a recoverer.skops holding a FunctionTransformer around a
+    dangerous function. Nothing of it may be loaded."""
+    import skops.io
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = image_table_data
+    tiny_classifier().fit(X, y).save(tmp_path / "m")
+    evil = make_pipeline(FunctionTransformer(payload, kw_args={}), SimpleImputer())
+    skops.io.dump({"param": evil, "fitted": evil}, tmp_path / "m" / "recoverer.skops")
+    with pytest.raises(ValueError, match=f"does not trust.*{payload.__module__}.{payload.__name__}"):
         DyMoClassifier.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("recoverer", [None, KNNImputer(n_neighbors=3), IterativeImputer(max_iter=2)],
+                         ids=["default KNNRecoverer", "KNNImputer", "IterativeImputer"])
+def test_the_usual_recoverers_round_trip(image_table_data, tmp_path, recoverer):
+    X, y = image_table_data
+    clf = tiny_classifier(recoverer=recoverer).fit(X, y)
+    clf.save(tmp_path / "m")
+    loaded = DyMoClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+
+
+@pytest.mark.parametrize("damage", ["truncate weights", "truncate statistics", "truncate recoverer",
+                                    "drop config key", "invalid parameter", "not json"])
+def test_damaged_files_give_an_error_naming_the_file(image_table_data, tmp_path, damage):
+    import json
+
+    X, y = image_table_data
+    tiny_classifier().fit(X, y).save(tmp_path / "m")
+    folder = tmp_path / "m"
+    file = {"truncate weights": "weights.safetensors", "truncate statistics": "statistics.npz",
+            "truncate recoverer": "recoverer.skops"}.get(damage, "config.json")
+    if damage.startswith("truncate"):
+        content = (folder / file).read_bytes()
+        (folder / file).write_bytes(content[: len(content) // 2])
+    elif damage == "not json":
+        (folder / file).write_text("{not json")
+    else:
+        config = json.loads((folder / file).read_text())
+        if damage == "drop config key":
+            del config["classes"]
+        else:
+            config["params"]["temperature"] = -1.0
+        (folder / file).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=re.escape(file)):
+        DyMoClassifier.load(folder)
+
+
+def test_save_never_overwrites(image_table_data, tmp_path):
+    X, y = image_table_data
+    clf = tiny_classifier().fit(X, y)
+    clf.save(tmp_path / "m")
+    with pytest.raises(ValueError, match="not an empty directory"):
+        clf.save(tmp_path / "m")
+    (tmp_path / "empty").mkdir()
+    clf.save(tmp_path / "empty")  # an empty directory is fine
+    assert (tmp_path / "empty" / "config.json").is_file()
 
 
 def _two_token_encoder(shape, d_model):
@@ -109,3 +175,16 @@ def test_mars_saves_and_loads_through_the_same_format(image_table_data, tmp_path
     assert loaded.get_params()["batch_size"] == 64
     with pytest.raises(ValueError, match="holds a MARSClassifier; load it with MARSClassifier.load"):
         DyMoClassifier.load(tmp_path / "mars")
+
+
+def test_neural_recoverers_are_refused_at_save_not_at_load(image_table_data, tmp_path):
+    """They hold torch modules, which the pickle-free format cannot store: saying so at save beats
+    writing a model that cannot be loaded."""
+    from dymo_sklearn.recovery import MultimodalVAERecoverer
+
+    X, y = image_table_data
+    clf = tiny_classifier(recoverer=MultimodalVAERecoverer(max_epochs=1, random_state=0)).fit(X, y)
+    with pytest.raises(ValueError, match="MultimodalVAERecoverer holds types.*Use pickle or joblib"):
+        clf.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), clf.predict_proba(X))
