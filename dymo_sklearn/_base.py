@@ -262,7 +262,17 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         return {key: torch.cat(values).numpy() for key, values in collected.items()}
 
     def _logits(self, X):
-        return self._predict_arrays(self._validated(X))["logits"].astype(np.float64)
+        arrays = self._validated(X)
+        logits = self._predict_arrays(arrays)["logits"].astype(np.float64)
+        broken = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+        if broken.size:
+            largest = ", ".join(f"{name} {np.nanmax(np.abs(array[broken]), initial=0.0):.3g}"
+                                for name, array in arrays.items())
+            raise ValueError(
+                f"The network's outputs are not finite for {broken.size} sample(s) (rows {broken[:10].tolist()}). "
+                f"Largest absolute input per modality in those rows: {largest}; values this large overflow "
+                "the encoders: rescale the modality (or the model was trained to non-finite weights).")
+        return logits
 
     def predict_proba(self, X):
         """Class probabilities.

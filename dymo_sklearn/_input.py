@@ -77,7 +77,13 @@ def _to_float32(name, value):
         )
     if value.dtype.kind == "f" and np.isinf(value).any():
         raise ValueError(f"Modality {name!r} contains infinite values; use NaN to mark missing entries.")
-    return np.asarray(value, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        converted = np.asarray(value, dtype=np.float32)
+    if np.isinf(converted).any():
+        raise ValueError(
+            f"Modality {name!r} holds values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}, "
+            f"largest {np.nanmax(np.abs(value)):.3g}); rescale it.")
+    return converted
 
 
 def validate_modalities(X, *, reference_shapes=None):

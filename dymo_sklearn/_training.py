@@ -94,16 +94,35 @@ class PrototypeTracker(Callback):
             module.aux_active = True
 
 
+class FiniteLossGuard(Callback):
+    """Stop training with a clear error as soon as a training loss is not finite.
+
+    Without it a single huge input or a too large learning rate trains the network to NaN
+    silently, and every later prediction is NaN.
+    """
+
+    def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
+        if training and loss is not None and not torch.isfinite(loss).all():
+            inputs = batch[0] if isinstance(batch, (tuple, list)) else batch
+            largest = ", ".join(f"{name} {float(value.detach().abs().nan_to_num(nan=0.0).max()):.3g}"
+                                for name, value in inputs.items()) if isinstance(inputs, dict) else "unknown"
+            raise ValueError(
+                f"The training loss became {loss.item()} in epoch {len(net.history)}: training diverged. "
+                f"Lower `lr` (now {net.lr}) or `weight_decay`, or rescale a modality with very large "
+                f"values (largest absolute value per modality in this batch: {largest}).")
+
+
 def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_split=None, patience=5,
               max_epochs, batch_size, lr, weight_decay=0.01, device, verbose=0, **net_kwargs):
     """Construct a skorch net of ``net_class`` around ``module_class(**module_kwargs)``.
 
-    AdamW, shuffled minibatches, the given ``callbacks``, then early stopping (restoring the best
-    weights) when there is a ``train_split`` and a progress bar when ``verbose``. The module is
+    AdamW, shuffled minibatches, the given ``callbacks``, a guard that stops on a non-finite
+    training loss, then early stopping (restoring the best weights) when there is a
+    ``train_split`` and a progress bar when ``verbose``. The module is
     given as a class plus keyword arguments, so skorch builds it on the device and the pickled
     net holds no raw device tensors outside its device-aware state.
     """
-    callbacks = list(callbacks)
+    callbacks = [*callbacks, ("finite_loss", FiniteLossGuard())]
     if train_split is not None:
         callbacks.append(("early_stopping", EarlyStopping(patience=patience, load_best=True)))
     if verbose:
