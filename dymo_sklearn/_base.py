@@ -56,6 +56,16 @@ SHARED_PARAMETER_CONSTRAINTS = {
 }
 
 
+def _refuse_booleans(estimator, constraints):
+    """scikit-learn's Interval(Integral) admits True and False; an integer parameter must not."""
+    for name, options in constraints.items():
+        value = getattr(estimator, name)
+        integral = any(isinstance(option, Interval) and option.type is Integral for option in options)
+        if integral and isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"The '{name}' parameter of {type(estimator).__name__} must be an integer, "
+                             f"got {value!r}.")
+
+
 class MultimodalClassifier(ClassifierMixin, BaseEstimator):
     """Base of DyMoClassifier and MARSClassifier; not meant to be used directly.
 
@@ -83,6 +93,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
                 "Sparse input is not supported: missing entries must be NaN. Convert with `.toarray()`."
             )
         if isinstance(X, Mapping):
+            if self.column_groups is not None:
+                raise ValueError("column_groups applies to 2-D input only; a dict already names its modalities.")
             if reset:
                 for attribute in ("n_features_in_", "feature_names_in_"):
                     if hasattr(self, attribute):
@@ -111,13 +123,18 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         Returns the arrays, per-sample modality presence, encoded labels and encoder specs.
         """
         self._validate_params()
+        _refuse_booleans(self, self._parameter_constraints)
         arrays = self._modalities(X, reset=True)
         y = column_or_1d(np.asarray(y), warn=True)
         n_samples = next(iter(arrays.values())).shape[0]
         if len(y) != n_samples:
             raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
+        try:
+            check_classification_targets(y)
+            encoder = LabelEncoder().fit(y)
+        except TypeError as error:
+            raise ValueError(f"y mixes label types that cannot be ordered (missing labels as None or NaN "
+                             f"among strings?): {error}") from None
         if len(encoder.classes_) < 2:
             raise ValueError(
                 f"Need samples of at least 2 classes to fit; y holds only one class: {encoder.classes_[0]!r}.")
@@ -126,6 +143,10 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         names = list(arrays)
         present, _ = observed_modalities(arrays)
         check_some_modality_observed(present, names)
+        never = [name for name, seen in zip(names, present.any(axis=0)) if not seen]
+        if never:
+            raise ValueError(f"Modalities {never} have no observed entry in the training data: the network "
+                             "cannot learn them. Drop them from X.")
         specs = self._encoder_specs(names)
         self.classes_ = encoder.classes_
         self.modalities_ = names

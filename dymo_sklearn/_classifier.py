@@ -12,7 +12,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 
-from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _refuse_booleans
 from ._calibration import best_threshold, candidate_thresholds, hide_modalities
 from ._input import observed_modalities
 from ._prototypes import SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
@@ -262,6 +262,7 @@ class DyMoClassifier(MultimodalClassifier):
                              y_encoded[fit_rows], seed)
         if held_out_rows is None:
             self.acceptance_threshold_ = 0.0 if self.acceptance_threshold == "auto" else self.acceptance_threshold
+            self.__dict__.pop("calibration_accuracy_", None)  # from an earlier fit with a held-out part
             return
         # Calibrate with the recoverer that never saw the held-out rows, then refit it on all.
         held_out = {name: array[held_out_rows] for name, array in arrays.items()}
@@ -308,11 +309,10 @@ class DyMoClassifier(MultimodalClassifier):
         return self.acceptance_threshold_ if self.acceptance_threshold == "auto" else self.acceptance_threshold
 
     def _check_predict_params(self):
-        validate_parameter_constraints(
-            {name: self._parameter_constraints[name] for name in _PREDICT_TIME_PARAMETERS},
-            {name: getattr(self, name) for name in _PREDICT_TIME_PARAMETERS},
-            caller_name=type(self).__name__,
-        )
+        constraints = {name: self._parameter_constraints[name] for name in _PREDICT_TIME_PARAMETERS}
+        validate_parameter_constraints(constraints, {name: getattr(self, name) for name in _PREDICT_TIME_PARAMETERS},
+                                       caller_name=type(self).__name__)
+        _refuse_booleans(self, constraints)
         if self.distance != self.net_.distance:
             raise ValueError(
                 f"distance was changed to {self.distance!r} after fitting with {self.net_.distance!r}; the "

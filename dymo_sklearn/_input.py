@@ -44,17 +44,57 @@ def _as_array_keep_sparse(name, value):
             f"Modality {name!r} is a sparse matrix; convert it with `.toarray()` first "
             "(missing entries must be NaN, which sparse formats cannot represent)."
         )
+    if isinstance(value, Mapping):
+        raise TypeError(f"Modality {name!r} is itself a mapping ({type(value).__name__}); give each "
+                        "modality as one array, and nested modalities as separate keys.")
     if hasattr(value, "to_numpy"):  # pandas DataFrame / Series
-        return value.to_numpy()
+        return _pandas_to_numpy(name, value)
+    if isinstance(value, np.ma.MaskedArray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"Modality {name!r} has unsupported dtype {value.dtype}; expected numbers.")
+        return np.ma.filled(value.astype(np.float64), np.nan)  # masked entries are missing
     if hasattr(value, "shape"):
         return value
-    return np.asarray(value)
+    try:
+        return np.asarray(value)
+    except ValueError as error:  # ragged nested lists
+        raise ValueError(f"Modality {name!r} cannot be read as one array: {error}") from None
+
+
+def _pandas_to_numpy(name, frame):
+    """Numbers (nullable dtypes included, pd.NA -> NaN) as float64; anything else is refused."""
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    dtypes = frame.dtypes.to_dict() if hasattr(frame, "columns") else {frame.name: frame.dtype}
+    bad = {str(column): str(dtype) for column, dtype in dtypes.items()
+           if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))}
+    if bad:
+        raise TypeError(f"Modality {name!r} has non-numeric columns {bad}; encode them as numbers first.")
+    return frame.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _object_to_float64(name, value):
+    """Object arrays of numbers (None and pd.NA = missing); strings are never parsed."""
+    flat = value.ravel()
+    kinds = {type(element) for element in flat}
+    refused = sorted(kind.__name__ for kind in kinds
+                     if not (issubclass(kind, (int, float, np.number, np.bool_)) or kind is type(None)
+                             or kind.__name__ == "NAType"))
+    if refused:
+        raise TypeError(f"Modality {name!r} holds non-numeric data (object array with {refused}); strings are "
+                        "not parsed into numbers: convert them explicitly.")
+    missing = np.array([element is None or type(element).__name__ == "NAType" for element in flat], dtype=bool)
+    filled = flat.copy()
+    filled[missing] = np.nan
+    return filled.astype(np.float64).reshape(value.shape)
 
 
 def _to_float32(name, value):
     value = _as_array_keep_sparse(name, value)
     if hasattr(value, "detach"):  # torch tensor
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        # numpy has no bfloat16: widen low-precision floats first (exactly representable).
+        value = (value.float() if value.is_floating_point() else value).numpy()
     value = np.asarray(value)
     if value.dtype.kind in "USV":
         raise TypeError(
@@ -62,12 +102,7 @@ def _to_float32(name, value):
             "into numbers: convert them explicitly."
         )
     if value.dtype.kind == "O":
-        try:
-            value = value.astype(np.float64)
-        except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"Modality {name!r} holds non-numeric data (dtype {value.dtype}): {error}"
-            ) from None
+        value = _object_to_float64(name, value)
     elif value.dtype.kind not in "biuf":
         raise TypeError(f"Modality {name!r} has unsupported dtype {value.dtype}; expected numbers.")
     if value.ndim < 2:
@@ -193,8 +228,12 @@ def split_columns(array, column_groups, feature_names=None):
     used = np.zeros(n_features, dtype=int)
     modalities = {}
     for name, columns in column_groups.items():
+        if isinstance(columns, (str, bytes)) or not hasattr(columns, "__iter__"):
+            raise TypeError(f"Modality {name!r}: column_groups values must be lists of columns, got {columns!r}.")
         indices = []
         for column in columns:
+            if isinstance(column, (bool, np.bool_)):
+                raise TypeError(f"Modality {name!r}: column {column!r} is a boolean, not a column index or name.")
             if isinstance(column, str):
                 if column not in positions:
                     raise ValueError(f"Modality {name!r}: column {column!r} is not in the input's columns.")
@@ -209,4 +248,9 @@ def split_columns(array, column_groups, feature_names=None):
         modalities[name] = array[:, indices]
     if (used > 1).any():
         raise ValueError(f"Columns {np.flatnonzero(used > 1).tolist()} belong to more than one modality.")
+    if (used == 0).any():
+        uncovered = np.flatnonzero(used == 0)
+        shown = feature_names[uncovered].tolist() if feature_names is not None else uncovered.tolist()
+        raise ValueError(f"Columns {shown} belong to no modality of column_groups; add them to a group "
+                         "or drop them from X (nothing is dropped silently).")
     return modalities

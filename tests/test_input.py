@@ -1,7 +1,12 @@
+"""The input layer: containers, dtypes, shapes and labels become float32 arrays with NaN masks,
+or a clear error naming the modality."""
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse
+import torch
+from helpers import tiny_classifier
 
 from dymo_sklearn import MultimodalDict
 from dymo_sklearn._input import observed_modalities, split_columns, validate_modalities
@@ -77,3 +82,105 @@ def test_split_columns_by_index_and_name():
         split_columns(array, {"x": [0, 1], "y": [1]})
     with pytest.raises(ValueError, match="'x': column 9 is out of range"):
         split_columns(array, {"x": [9]})
+
+
+# ---- containers, dtypes and labels a careless user hands over (issue 13, class 6)
+def _digits_dict(n=60):
+    from dymo_sklearn.datasets import make_multiview_digits
+
+    X, y = make_multiview_digits(2, n_samples=n, random_state=0)
+    return {"m0": X["m0"], "m1": X["m1"].reshape(n, -1)}, y
+
+
+def test_pandas_nullable_columns_in_a_dict_modality_become_nan():
+    frame = pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64"), "b": pd.array([0.5, 1.5, None], dtype="Float64"),
+                          "c": pd.array([True, None, False], dtype="boolean")})
+    array = validate_modalities({"t": frame})["t"]
+    np.testing.assert_array_equal(np.isnan(array), [[False, False, False], [True, False, True], [False, True, False]])
+    assert array[0, 0] == 1.0 and array[2, 2] == 0.0
+
+
+def test_non_numeric_frame_columns_are_named():
+    frame = pd.DataFrame({"age": [1.0, 2.0], "sex": ["f", "m"]})
+    with pytest.raises(TypeError, match="Modality 't' has non-numeric columns \\{'sex': '(object|str)'\\}"):
+        validate_modalities({"t": frame})
+
+
+def test_numeric_strings_in_object_arrays_are_not_parsed_but_none_is_missing():
+    with pytest.raises(TypeError, match="Modality 't' holds non-numeric data.*str.*not parsed"):
+        validate_modalities({"t": np.array([["1.5", 2.0]], dtype=object)})
+    array = validate_modalities({"t": np.array([[1, None], [2.5, pd.NA]], dtype=object)})["t"]
+    np.testing.assert_array_equal(np.isnan(array), [[False, True], [False, True]])
+
+
+def test_masked_arrays_keep_their_mask_as_missing():
+    values = np.ma.masked_array([[1.0, 2.0], [3.0, 4.0]], mask=[[False, True], [False, False]])
+    array = validate_modalities({"t": values})["t"]
+    assert np.isnan(array[0, 1]) and array[1, 1] == 4.0
+
+
+def test_nested_mapping_ragged_lists_and_bfloat16():
+    with pytest.raises(TypeError, match="Modality 'outer' is itself a mapping"):
+        validate_modalities({"outer": MultimodalDict(inner=np.zeros((2, 2)))})
+    with pytest.raises(ValueError, match="Modality 'r' cannot be read as one array"):
+        validate_modalities({"r": [[1.0, 2.0], [3.0]]})
+    tensor = torch.tensor([[1.5, 2.0], [float("nan"), 4.0]], dtype=torch.bfloat16)
+    array = validate_modalities({"b": tensor})["b"]
+    assert array.dtype == np.float32 and np.isnan(array[1, 0]) and array[0, 0] == 1.5
+
+
+def test_labels_mixing_strings_and_missing_values_are_a_value_error():
+    X, y = _digits_dict()
+    labels = np.array(["a", "b"] * 29 + [None, "a"], dtype=object)
+    with pytest.raises(ValueError, match="y mixes label types"):
+        tiny_classifier().fit(X, labels)
+
+
+@pytest.mark.parametrize("name", ["max_epochs", "batch_size", "patience", "n_subsets"])
+def test_booleans_are_refused_for_integer_parameters(name):
+    X, y = _digits_dict()
+    with pytest.raises(ValueError, match=f"'{name}' parameter.*must be an integer, got True"):
+        tiny_classifier(**{name: True}).fit(X, y)
+
+
+def test_boolean_predict_batch_size_is_refused_at_predict():
+    X, y = _digits_dict()
+    clf = tiny_classifier().fit(X, y)
+    clf.set_params(predict_batch_size=True)
+    with pytest.raises(ValueError, match="'predict_batch_size' parameter.*must be an integer"):
+        clf.predict(X)
+
+
+@pytest.mark.parametrize("groups, error, message", [
+    ({"a": "abc", "b": [3]}, TypeError, "column_groups values must be lists"),
+    ({"a": [True, False], "b": [2, 3]}, TypeError, "is a boolean"),
+    ({"a": [0, 1], "b": [2]}, ValueError, "Columns \\[3\\] belong to no modality"),
+])
+def test_column_groups_mistakes_are_refused(groups, error, message):
+    X = np.random.default_rng(0).random((40, 4))
+    y = np.arange(40) % 2
+    with pytest.raises(error, match=message):
+        tiny_classifier(column_groups=groups).fit(X, y)
+
+
+def test_column_groups_with_dict_input_is_refused():
+    X, y = _digits_dict()
+    with pytest.raises(ValueError, match="column_groups applies to 2-D input only"):
+        tiny_classifier(column_groups={"a": [0]}).fit(X, y)
+
+
+def test_a_modality_never_observed_in_training_is_refused():
+    X, y = _digits_dict()
+    X["m1"] = np.full_like(X["m1"], np.nan)
+    with pytest.raises(ValueError, match="Modalities \\['m1'\\] have no observed entry in the training data"):
+        tiny_classifier().fit(X, y)
+
+
+def test_calibration_accuracy_does_not_survive_a_refit_without_calibration():
+    from dymo_sklearn.datasets import make_multiview_digits
+
+    X, y = make_multiview_digits(2, n_samples=300, random_state=0)
+    clf = tiny_classifier(acceptance_threshold="auto").fit(X, y)
+    assert hasattr(clf, "calibration_accuracy_")
+    clf.set_params(acceptance_threshold=0.0).fit(X, y)
+    assert not hasattr(clf, "calibration_accuracy_")
