@@ -16,7 +16,7 @@ from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 from skorch.dataset import ValidSplit
@@ -56,6 +56,25 @@ SHARED_PARAMETER_CONSTRAINTS = {
 }
 
 
+def check_finite_outputs(logits, arrays):
+    """``logits`` (n, K) unchanged when finite; else a ValueError naming the rows and the largest
+    input of each modality there, never a silent NaN probability or a class-0 answer."""
+    broken = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+    if broken.size:
+        largest = ", ".join(f"{name} {np.nanmax(np.abs(array[broken]), initial=0.0):.3g}"
+                            for name, array in arrays.items())
+        raise ValueError(
+            f"The network's outputs are not finite for {broken.size} sample(s) (rows {broken[:10].tolist()}). "
+            f"Largest absolute input per modality in those rows: {largest}; values this large overflow "
+            "the encoders: rescale the modality (or the model was trained to non-finite weights).")
+    return logits
+
+
+def _tensors(arrays, rows, device):
+    """The ``rows`` of every array, as tensors on ``device``."""
+    return {name: torch.as_tensor(array[rows], device=device) for name, array in arrays.items()}
+
+
 def _refuse_booleans(estimator, constraints):
     """scikit-learn's Interval(Integral) admits True and False; an integer parameter must not."""
     for name, options in constraints.items():
@@ -82,7 +101,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
-        tags.non_deterministic = self.device == "cuda"
+        tags.non_deterministic = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
         return tags
 
     # ----------------------------------------------------------------- input
@@ -185,16 +204,22 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        arrays, present, y_encoded, specs = self._start_fit(X, y)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        torch.manual_seed(seed)
-        fit_rows, held_out_rows = self._held_out_rows(y_encoded, seed)
-        fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
-        self._prepare_fit(fit_arrays)
-        train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed)
-        self.net_ = self._build_net(specs, train_split, resolve_device(self.device))
-        self.net_.fit(fit_arrays, y_encoded[fit_rows])
-        self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed)
+        try:
+            arrays, present, y_encoded, specs = self._start_fit(X, y)
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            torch.manual_seed(seed)
+            fit_rows, held_out_rows = self._held_out_rows(y_encoded, seed)
+            fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
+            self._prepare_fit(fit_arrays)
+            train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed)
+            self.net_ = self._build_net(specs, train_split, resolve_device(self.device))
+            self.net_.fit(fit_arrays, y_encoded[fit_rows])
+            self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed)
+        except BaseException:
+            # A failed (re)fit leaves the estimator unfitted, never half old and half new.
+            for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
+                delattr(self, name)
+            raise
         return self
 
     def _held_out_rows(self, y_encoded, seed):
@@ -241,7 +266,11 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
 
     # --------------------------------------------------------------- predict
     def _check_predict_params(self):
-        """Hook: validate the parameters read at predict time (they may change after fit)."""
+        """Validate the parameters read at predict time (they may change after fit); extend it."""
+        constraints = {"predict_batch_size": self._parameter_constraints["predict_batch_size"]}
+        validate_parameter_constraints(constraints, {"predict_batch_size": self.predict_batch_size},
+                                       caller_name=type(self).__name__)
+        _refuse_booleans(self, constraints)
 
     def _prediction_context(self, module, device, **options):
         """Hook: what every batch of one prediction needs (e.g. statistics on the device)."""
@@ -284,16 +313,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
 
     def _logits(self, X):
         arrays = self._validated(X)
-        logits = self._predict_arrays(arrays)["logits"].astype(np.float64)
-        broken = np.flatnonzero(~np.isfinite(logits).all(axis=1))
-        if broken.size:
-            largest = ", ".join(f"{name} {np.nanmax(np.abs(array[broken]), initial=0.0):.3g}"
-                                for name, array in arrays.items())
-            raise ValueError(
-                f"The network's outputs are not finite for {broken.size} sample(s) (rows {broken[:10].tolist()}). "
-                f"Largest absolute input per modality in those rows: {largest}; values this large overflow "
-                "the encoders: rescale the modality (or the model was trained to non-finite weights).")
-        return logits
+        return check_finite_outputs(self._predict_arrays(arrays)["logits"].astype(np.float64), arrays)
 
     def predict_proba(self, X):
         """Class probabilities.

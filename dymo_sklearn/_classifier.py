@@ -12,7 +12,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 
-from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _refuse_booleans
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _refuse_booleans, _tensors, check_finite_outputs
 from ._calibration import best_threshold, candidate_thresholds, hide_modalities
 from ._input import observed_modalities
 from ._prototypes import SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
@@ -235,7 +235,10 @@ class DyMoClassifier(MultimodalClassifier):
         return self.subset_prototypes_[-1]
 
     def _recoverer(self):
-        return KNNRecoverer(n_neighbors=5, device=self.device) if self.recoverer is None else self.recoverer
+        if self.recoverer is not None:
+            return self.recoverer
+        # "auto", not "cuda": a model fitted on a GPU must still recover after loading on a CPU.
+        return KNNRecoverer(n_neighbors=5, device="cpu" if self.device == "cpu" else "auto")
 
     def _held_out_rows(self, y_encoded, seed):
         """With ``acceptance_threshold="auto"``, a stratified part held out to fit the threshold."""
@@ -277,11 +280,12 @@ class DyMoClassifier(MultimodalClassifier):
         every threshold runs on the same encodings.
         """
         hidden = hide_modalities(held_out, rng)
-        recovered = recover(self.recoverer_, hidden)
+        recovered = recover(self.recoverer_, hidden) if self.selection != "none" else None
         paper = self._predict_arrays(hidden, ("rewards",), recovered=recovered, thresholds=(0.0,))
         thresholds = candidate_thresholds(paper["rewards"])
         logits = self._predict_arrays(hidden, ("threshold_logits",), recovered=recovered,
                                       thresholds=thresholds)["threshold_logits"]
+        check_finite_outputs(logits.reshape(len(logits), -1), hidden)
         accuracy = {threshold: float(np.mean(logits[:, index].argmax(1) == y_held_out))
                     for index, threshold in enumerate(thresholds)}
         return best_threshold(accuracy, len(y_held_out)), accuracy
@@ -309,6 +313,7 @@ class DyMoClassifier(MultimodalClassifier):
         return self.acceptance_threshold_ if self.acceptance_threshold == "auto" else self.acceptance_threshold
 
     def _check_predict_params(self):
+        super()._check_predict_params()
         constraints = {name: self._parameter_constraints[name] for name in _PREDICT_TIME_PARAMETERS}
         validate_parameter_constraints(constraints, {name: getattr(self, name) for name in _PREDICT_TIME_PARAMETERS},
                                        caller_name=type(self).__name__)
@@ -318,18 +323,17 @@ class DyMoClassifier(MultimodalClassifier):
                 f"distance was changed to {self.distance!r} after fitting with {self.net_.distance!r}; the "
                 "prototypes and ICS statistics belong to the fitted distance: refit, or set it back.")
 
-    def _prediction_context(self, module, device, recovered=None, thresholds=None, selection=None,
-                            observed_only=False):
+    def _prediction_context(self, module, device, recovered=None, thresholds=None, selection=None):
         """One prediction's settings: statistics on the device, the runs to make on each batch.
 
         ``thresholds`` runs the selection once per threshold on the same encodings (their logits
-        come out as ``threshold_logits``); ``observed_only`` adds the ``none`` mode's logits.
+        come out as ``threshold_logits``); the ``none`` mode's logits are ``logits_observed_only``.
         """
         statistics = SubsetStatistics(
             self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.subset_prototypes_[-1]).to_torch(device)
         return _Context(statistics=statistics, recovered=recovered, selection=selection or self.selection,
                         thresholds=tuple(thresholds) if thresholds is not None else (self._threshold(),),
-                        observed_only=observed_only, device=device)
+                        device=device)
 
     def _predict_batch(self, module, context, rows, batch, outputs):
         device = context.device
@@ -376,7 +380,9 @@ class DyMoClassifier(MultimodalClassifier):
             ``prediction_observed_only`` (the ``none`` mode's prediction).
         """
         arrays = self._validated(X)
-        run = self._predict_arrays(arrays, (*_SELECTION_OUTPUTS, "logits_observed_only"), observed_only=True)
+        run = self._predict_arrays(arrays, (*_SELECTION_OUTPUTS, "logits_observed_only"))
+        for key in ("logits", "logits_observed_only"):
+            check_finite_outputs(run[key], arrays)
         present, _ = observed_modalities(arrays)
         names = np.asarray(self.modalities_, dtype=object)
         ranked = np.where(run["selected"], run["order"], np.iinfo(np.int64).max)
@@ -394,8 +400,7 @@ class DyMoClassifier(MultimodalClassifier):
         return frame
 
 
-_PREDICT_TIME_PARAMETERS = ("selection", "reward", "distance", "temperature", "acceptance_threshold",
-                            "predict_batch_size")
+_PREDICT_TIME_PARAMETERS = ("selection", "reward", "distance", "temperature", "acceptance_threshold")
 _SELECTION_OUTPUTS = ("logits", "selected", "order", "rewards", "evaluations", "candidates")
 
 
@@ -405,9 +410,5 @@ class _Context:
     recovered: dict | None
     selection: str
     thresholds: tuple
-    observed_only: bool
     device: object
 
-
-def _tensors(arrays, rows, device):
-    return {name: torch.as_tensor(array[rows], device=device) for name, array in arrays.items()}

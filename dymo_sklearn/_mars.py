@@ -12,12 +12,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval
 from skorch import NeuralNet
 
-from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _tensors, check_finite_outputs
 from ._input import observed_modalities
 from ._training import build_net
 from .nn.mars import MARSNetwork
@@ -128,8 +127,7 @@ class MARSClassifier(MultimodalClassifier):
                          **self._training_kwargs(train_split, device))
 
     def _predict_batch(self, module, context, rows, batch, outputs):
-        logits, gates = module.route(*module.encode({name: torch.as_tensor(array, device=context)
-                                                     for name, array in batch.items()}))
+        logits, gates = module.route(*module.encode(_tensors(batch, slice(None), context)))
         return {"logits": logits.float(), "gates": gates.float()}
 
     def explain(self, X):
@@ -142,7 +140,7 @@ class MARSClassifier(MultimodalClassifier):
         """
         arrays = self._validated(X)
         run = self._predict_arrays(arrays, ("logits", "gates"))
-        logits, gates = run["logits"], run["gates"]
+        logits, gates = check_finite_outputs(run["logits"], arrays), run["gates"]
         present, _ = observed_modalities(arrays)
         names = np.asarray(self.modalities_, dtype=object)
         observed = [names[row].tolist() for row in present]

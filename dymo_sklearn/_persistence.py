@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tempfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,13 @@ _TRUSTED_TYPES = frozenset({
     "numpy.dtype",
     "sklearn.impute._iterative.IterativeImputer",
     "sklearn.impute._iterative._ImputerTriplet",
+    # Fitted data structures of estimators used inside IterativeImputer (trees, forests,
+    # gradient boosting, nearest neighbours): arrays and numbers, no callables.
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
     "dymo_sklearn.recovery._knn.KNNRecoverer",
 })
 _CUSTOM = "<custom factory>"
@@ -45,6 +52,13 @@ def _json_float(value):
 
 
 _NON_FINITE = ("inf", "-inf", "nan")
+
+
+def _json_default(value):
+    """numpy values nested in parameters (e.g. column_groups={"a": np.arange(3)}) as plain JSON."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} in the parameters cannot be saved as JSON.")
 _CONFIG_KEYS = ("params", "classes", "classes_dtype", "modalities", "modality_shapes", "n_features_in",
                 "feature_names_in")
 
@@ -97,9 +111,10 @@ def save_model(estimator, path):
         _check_saveable(getattr(estimator, saved_estimator[1]))
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write into a temporary sibling directory and rename it at the end: a failure leaves nothing.
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    staging = path.parent / f".{path.name}-{uuid.uuid4().hex}"
+    staging.mkdir()  # the usual permissions (umask), unlike tempfile.mkdtemp's private 0700
     try:
-        (staging / "config.json").write_text(json.dumps(config, indent=2))
+        (staging / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
         state = {key: value.detach().cpu().contiguous() for key, value in estimator.net_.module_.state_dict().items()}
         save_file(state, str(staging / "weights.safetensors"))
         np.savez(staging / "statistics.npz", **{name: getattr(estimator, name) for name in estimator._saved_arrays})
@@ -216,6 +231,8 @@ def load_model(cls, path, *, device=None, encoders=None):
         if config["feature_names_in"]:
             estimator.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)
     for name, value in fitted_parts.items():
+        if device is not None and hasattr(value, "get_params") and "device" in value.get_params():
+            value.set_params(device=device)  # the recoverer follows the network to the requested device
         setattr(estimator, name, value)
     def read_statistics():
         with np.load(path / "statistics.npz", allow_pickle=False) as statistics:

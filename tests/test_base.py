@@ -105,3 +105,35 @@ def test_mars_shares_the_predict_path(image_table_data):
     reference = clf.predict_proba(X)
     clf.set_params(predict_batch_size=1000)
     np.testing.assert_allclose(clf.predict_proba(X), reference, atol=1e-6)
+
+
+def test_a_failed_refit_leaves_the_estimator_unfitted(image_table_data):
+    from sklearn.exceptions import NotFittedError
+
+    X, y = image_table_data
+    clf = tiny_classifier().fit(X, y)
+    with pytest.raises(ValueError, match="training loss became"):
+        clf.set_params(lr=1e9).fit(X, np.where(y == 0, 10, y))
+    assert not [name for name in vars(clf) if name.endswith("_")]
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+
+
+def test_mars_checks_its_predict_time_parameters(image_table_data):
+    X, y = image_table_data
+    clf = tiny_mars(max_epochs=1).fit(X, y)
+    for value in (0, -5, True):
+        clf.set_params(predict_batch_size=value)
+        with pytest.raises(ValueError, match="predict_batch_size"):
+            clf.predict(X)
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_classifier(), lambda: tiny_mars()], ids=["dymo", "mars"])
+def test_explain_never_reports_a_class_from_non_finite_outputs(image_table_data, make):
+    X, y = image_table_data
+    clf = make().fit(X, y)
+    huge = {name: np.array(X[name]) for name in X}
+    row = int(np.flatnonzero(~np.isnan(huge["table"]).all(1))[0])
+    huge["table"][row] = 3e37
+    with pytest.raises(ValueError, match=f"not finite.*rows \\[{row}\\]"):
+        clf.explain(huge)

@@ -188,3 +188,38 @@ def test_neural_recoverers_are_refused_at_save_not_at_load(image_table_data, tmp
         clf.save(tmp_path / "m")
     assert not (tmp_path / "m").exists()
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), clf.predict_proba(X))
+
+
+def test_a_model_loaded_on_another_device_recovers_there(image_table_data, tmp_path):
+    """The recoverer follows load(device=...): a model whose KNNRecoverer was set to CUDA loads
+    and predicts on a CPU-only machine, and the default recoverer is never pinned to "cuda"."""
+    from dymo_sklearn.recovery import KNNRecoverer
+
+    assert DyMoClassifier(device="cuda")._recoverer().device == "auto"
+    X, y = image_table_data
+    clf = tiny_classifier(recoverer=KNNRecoverer(device="cpu")).fit(X, y)
+    expected = clf.predict_proba(X)
+    clf.recoverer_.set_params(device="cuda")
+    clf.save(tmp_path / "m")
+    loaded = DyMoClassifier.load(tmp_path / "m", device="cpu")
+    assert loaded.recoverer_.device == "cpu"
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+
+
+def test_saved_directory_has_the_usual_permissions(image_table_data, tmp_path):
+    X, y = image_table_data
+    tiny_classifier().fit(X, y).save(tmp_path / "m")
+    (tmp_path / "plain").mkdir()
+    assert (tmp_path / "m").stat().st_mode == (tmp_path / "plain").stat().st_mode
+
+
+def test_iterative_imputer_with_trees_and_numpy_parameters_round_trip(image_table_data, tmp_path):
+    from sklearn.ensemble import RandomForestRegressor
+
+    X, y = image_table_data
+    flat = np.concatenate([X["image"].reshape(len(y), -1), X["table"]], axis=1)
+    recoverer = IterativeImputer(RandomForestRegressor(n_estimators=2, max_depth=3, random_state=0),
+                                 max_iter=1, n_nearest_features=5, random_state=0)
+    clf = tiny_classifier(recoverer=recoverer, column_groups={"image": np.arange(64), "table": list(range(64, 80))})
+    clf.fit(flat, y).save(tmp_path / "m")
+    np.testing.assert_array_equal(DyMoClassifier.load(tmp_path / "m").predict_proba(flat), clf.predict_proba(flat))
