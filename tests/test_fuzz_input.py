@@ -3,6 +3,8 @@
 from collections import Counter
 
 import numpy as np
+import pandas as pd
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,3 +82,75 @@ def test_validation_returns_float32_or_raises_documented_errors():
     print(f"\nfuzzed input cases: {dict(cases)}")
     assert cases["ran"] >= 600
     assert cases["accepted"] >= 10 and cases["rejected"] >= 100
+
+
+CONTAINERS = ["ndarray", "list", "masked", "frame", "nullable frame", "object with None", "object with str",
+              "tensor float32", "tensor bfloat16"]
+
+
+@st.composite
+def contained_modality(draw):
+    """(container holding a 2-D modality, the NaN mask it must give, whether it must be refused)."""
+    n, width = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    scale = draw(st.sampled_from([1.0, 1.0, 1e30, 1e39, 1e300]))
+    values = np.asarray(draw(st.lists(st.floats(-1, 1), min_size=n * width, max_size=n * width))).reshape(n, width)
+    values = values * scale
+    holes = np.asarray(draw(st.lists(st.booleans(), min_size=n * width, max_size=n * width))).reshape(n, width)
+    values[holes] = np.nan
+    kind = draw(st.sampled_from(CONTAINERS))
+    missing = holes.copy()
+    too_large = bool(np.nanmax(np.abs(values), initial=0.0) > np.finfo(np.float32).max)
+    if kind == "ndarray":
+        value = values
+    elif kind == "list":
+        value = values.tolist()
+    elif kind == "masked":
+        extra = np.asarray(draw(st.lists(st.booleans(), min_size=n * width, max_size=n * width))).reshape(n, width)
+        value = np.ma.masked_array(np.nan_to_num(values, nan=0.5), mask=holes | extra)
+        missing = holes | extra
+        too_large = bool(np.abs(value.compressed()).max(initial=0.0) > np.finfo(np.float32).max)
+    elif kind == "frame":
+        value = pd.DataFrame(values)
+    elif kind == "nullable frame":
+        value = pd.DataFrame(values).astype("Float64")
+    elif kind.startswith("object"):
+        value = values.astype(object)
+        value[holes] = None
+        if kind == "object with str":
+            value[0, 0] = "1.5"
+    else:
+        dtype = torch.float32 if kind == "tensor float32" else torch.bfloat16
+        value = torch.tensor(values, dtype=dtype)
+        too_large = bool(torch.isinf(value).any())
+    refused = too_large or kind == "object with str"
+    return value, missing, refused
+
+
+def test_containers_dtypes_and_magnitudes():
+    """500 more derandomized cases (1,100 with the test above): every container of the reliability
+    table, float64 magnitudes beyond float32, strings hidden in object arrays. Accepted inputs keep
+    their shape and exactly their missing entries; refused ones raise a documented error."""
+    cases = Counter()
+
+    @settings(max_examples=500, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(contained_modality())
+    def check(case):
+        value, missing, refused = case
+        cases["ran"] += 1
+        try:
+            array = validate_modalities({"m": value})["m"]
+        except (ValueError, TypeError) as error:
+            cases["rejected"] += 1
+            assert refused, f"refused a valid input: {error}"
+            assert "'m'" in str(error)
+        else:
+            cases["accepted"] += 1
+            assert not refused, "accepted an input that must be refused"
+            assert array.dtype == np.float32 and array.shape == missing.shape
+            np.testing.assert_array_equal(np.isnan(array), missing)
+            assert np.isfinite(array[~missing]).all()
+
+    check()
+    print(f"\ncontainer cases: {dict(cases)}")
+    assert cases["ran"] >= 500 and cases["accepted"] >= 200 and cases["rejected"] >= 50
