@@ -98,71 +98,133 @@ class CandidateFusion:
         return self.network.fuse(tokens, self.presence(rows, taken))
 
 
-def select(fusion, statistics, *, selection, reward_form, distance, temperature, threshold=0.0):
-    """Run one selection mode on a batch; returns a :class:`SelectionResult`."""
-    candidates = fusion.candidates
-    batch, n_modalities = candidates.shape
-    device = candidates.device
-    rows = torch.arange(batch, device=device)
-    selected = torch.zeros_like(candidates)
-    order = torch.zeros(batch, n_modalities, dtype=torch.long, device=device)
-    rewards = torch.full((batch, n_modalities), float("nan"), device=device)
-    evaluations = torch.zeros(batch, n_modalities, dtype=torch.long, device=device)
+@dataclass
+class _Search:
+    """The state of one batch during selection, shared by the modes that compute rewards."""
 
-    if selection in ("none", "all"):
-        taken = candidates.clone() if selection == "all" else selected
-        return SelectionResult(fusion.fuse(rows, taken), taken, order + taken.long(), rewards, evaluations)
-    if selection not in SELECTIONS:
-        raise ValueError(f"Unknown selection {selection!r}; expected one of {SELECTIONS}.")
+    fusion: CandidateFusion
+    statistics: object
+    reward_form: str
+    distance: str
+    temperature: float
+    calibrated: bool
 
-    calibrated = selection != "iterative"
-    hidden = fusion.fuse(rows, selected)
-    current = assess(fusion.network, hidden, fusion.presence(rows, selected), statistics, distance, temperature)
-    active = candidates.clone()
-    step = 0
-    while active.any():
-        step += 1
-        sample, modality = active.nonzero(as_tuple=True)
-        trial = selected[sample].clone()
-        trial[torch.arange(len(sample), device=device), modality] = True
-        trial_hidden = fusion.fuse(sample, trial)
-        trial_assessment = assess(fusion.network, trial_hidden, fusion.presence(sample, trial), statistics,
-                                  distance, temperature)
-        current_here = Assessment(current.log_confidence[sample], current.log_ics[sample])
-        values = reward(current_here, trial_assessment, form=reward_form, calibrated=calibrated, distance=distance)
-        rewards[sample, modality] = values
-        evaluations[sample, modality] += 1
+    def __post_init__(self):
+        candidates = self.fusion.candidates
+        batch, n_modalities = candidates.shape
+        device = candidates.device
+        self.rows = torch.arange(batch, device=device)
+        self.selected = torch.zeros_like(candidates)
+        self.active = candidates.clone()
+        self.order = torch.zeros(batch, n_modalities, dtype=torch.long, device=device)
+        self.rewards = torch.full((batch, n_modalities), float("nan"), device=device)
+        self.evaluations = torch.zeros(batch, n_modalities, dtype=torch.long, device=device)
+        self.hidden = self.fusion.fuse(self.rows, self.selected)
+        self.current = self._assess(self.hidden, self.rows, self.selected)
 
-        table = torch.full((batch, n_modalities), -float("inf"), device=device)
+    def _assess(self, hidden, rows, taken):
+        return assess(self.fusion.network, hidden, self.fusion.presence(rows, taken), self.statistics,
+                      self.distance, self.temperature)
+
+    def try_every_active_candidate(self):
+        """One fusion pass per (sample, active candidate) added to the current state.
+
+        Returns the pairs, their fused [CLS], their assessment and a (B, M) table of rewards
+        (-inf where nothing was tried).
+        """
+        sample, modality = self.active.nonzero(as_tuple=True)
+        trial = self.selected[sample].clone()
+        trial[torch.arange(len(sample), device=trial.device), modality] = True
+        trial_hidden = self.fusion.fuse(sample, trial)
+        trial_assessment = self._assess(trial_hidden, sample, trial)
+        current = Assessment(self.current.log_confidence[sample], self.current.log_ics[sample])
+        values = reward(current, trial_assessment, form=self.reward_form, calibrated=self.calibrated,
+                        distance=self.distance)
+        self.rewards[sample, modality] = values
+        self.evaluations[sample, modality] += 1
+        table = torch.full_like(self.rewards, -float("inf"))
         table[sample, modality] = values
-        if selection == "simultaneous":
-            accept = active & (table > threshold)
-            selected |= accept
-            order[accept] = 1
-            accepted_rows = accept.sum(dim=1)
-            single = accepted_rows == 1
-            pair_of_single = single[sample] & accept[sample, modality]
-            hidden[sample[pair_of_single]] = trial_hidden[pair_of_single]
-            several = (accepted_rows > 1).nonzero(as_tuple=True)[0]
-            if several.numel():
-                hidden[several] = fusion.fuse(several, selected[several])
-            break
+        return sample, modality, trial_hidden, trial_assessment, table
 
+    def result(self):
+        return SelectionResult(self.hidden, self.selected, self.order, self.rewards, self.evaluations)
+
+
+def _fuse_fixed(fusion, taken):
+    rows = torch.arange(len(taken), device=taken.device)
+    no_rewards = torch.full(taken.shape, float("nan"), device=taken.device)
+    return SelectionResult(fusion.fuse(rows, taken), taken, taken.long(), no_rewards, torch.zeros_like(taken.long()))
+
+
+def select_none(fusion, statistics, **options):
+    """Discard: fuse only what each sample observed (no candidate, no reward)."""
+    return _fuse_fixed(fusion, torch.zeros_like(fusion.candidates))
+
+
+def select_all(fusion, statistics, **options):
+    """The paper's Baseline: fuse every recovered candidate at once."""
+    return _fuse_fixed(fusion, fusion.candidates.clone())
+
+
+def select_simultaneous(fusion, statistics, *, reward_form, distance, temperature, threshold=0.0):
+    """S: reward every candidate once against the observed state; accept all above the threshold."""
+    search = _Search(fusion, statistics, reward_form, distance, temperature, calibrated=True)
+    if not search.active.any():
+        return search.result()
+    sample, modality, trial_hidden, _, table = search.try_every_active_candidate()
+    accept = search.active & (table > threshold)
+    search.selected |= accept
+    search.order[accept] = 1
+    accepted_per_row = accept.sum(dim=1)
+    # One accepted candidate: its trial pass is the final state; several: fuse them together.
+    single = (accepted_per_row == 1)[sample] & accept[sample, modality]
+    search.hidden[sample[single]] = trial_hidden[single]
+    several = (accepted_per_row > 1).nonzero(as_tuple=True)[0]
+    if several.numel():
+        search.hidden[several] = fusion.fuse(several, search.selected[several])
+    return search.result()
+
+
+def select_iterative(fusion, statistics, *, reward_form, distance, temperature, threshold=0.0, calibrated=False):
+    """Algorithm 1: accept the best candidate while its reward exceeds the threshold; a candidate
+    whose reward does not is dropped for good. ``calibrated`` adds the ICS term (I+C)."""
+    search = _Search(fusion, statistics, reward_form, distance, temperature, calibrated=calibrated)
+    step = 0
+    while search.active.any():
+        step += 1
+        sample, modality, trial_hidden, trial_assessment, table = search.try_every_active_candidate()
         best_value, best = table.max(dim=1)
-        accept = active.any(dim=1) & (best_value > threshold)
-        active &= table > threshold
+        accept = search.active.any(dim=1) & (best_value > threshold)
+        search.active &= table > threshold
         accepted = accept.nonzero(as_tuple=True)[0]
         if accepted.numel() == 0:
             break
         chosen = best[accepted]
-        active[accepted, chosen] = False
-        selected[accepted, chosen] = True
-        order[accepted, chosen] = step
+        search.active[accepted, chosen] = False
+        search.selected[accepted, chosen] = True
+        search.order[accepted, chosen] = step
         # Reuse the accepted candidate's own pass: no extra fusion for the new state.
-        lookup = torch.full((batch, n_modalities), -1, dtype=torch.long, device=device)
-        lookup[sample, modality] = torch.arange(len(sample), device=device)
+        lookup = torch.full_like(search.order, -1)
+        lookup[sample, modality] = torch.arange(len(sample), device=lookup.device)
         pass_index = lookup[accepted, chosen]
-        hidden[accepted] = trial_hidden[pass_index]
-        current.log_confidence[accepted] = trial_assessment.log_confidence[pass_index]
-        current.log_ics[accepted] = trial_assessment.log_ics[pass_index]
-    return SelectionResult(hidden, selected, order, rewards, evaluations)
+        search.hidden[accepted] = trial_hidden[pass_index]
+        search.current.log_confidence[accepted] = trial_assessment.log_confidence[pass_index]
+        search.current.log_ics[accepted] = trial_assessment.log_ics[pass_index]
+    return search.result()
+
+
+def select_dymo(fusion, statistics, **options):
+    """I+C: Algorithm 1 with the calibrated reward."""
+    return select_iterative(fusion, statistics, calibrated=True, **options)
+
+
+SELECTORS = {"dymo": select_dymo, "iterative": select_iterative, "simultaneous": select_simultaneous,
+             "all": select_all, "none": select_none}
+
+
+def select(fusion, statistics, *, selection, reward_form, distance, temperature, threshold=0.0):
+    """Run one selection mode on a batch; returns a :class:`SelectionResult`."""
+    if selection not in SELECTORS:
+        raise ValueError(f"Unknown selection {selection!r}; expected one of {SELECTIONS}.")
+    return SELECTORS[selection](fusion, statistics, reward_form=reward_form, distance=distance,
+                                temperature=temperature, threshold=threshold)
