@@ -19,7 +19,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
-from skorch.dataset import ValidSplit
+from skorch.dataset import Dataset, ValidSplit
+from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
 from ._devices import resolve_device
@@ -70,9 +71,9 @@ def check_finite_outputs(logits, arrays):
     return logits
 
 
-def _tensors(arrays, rows, device):
-    """The ``rows`` of every array, as tensors on ``device``."""
-    return {name: torch.as_tensor(array[rows], device=device) for name, array in arrays.items()}
+def _tensors(arrays, device):
+    """Every array of a batch as a tensor on ``device``."""
+    return {name: torch.as_tensor(array, device=device) for name, array in arrays.items()}
 
 
 def _refuse_booleans(estimator, constraints):
@@ -234,9 +235,6 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         if not self._use_validation(y_encoded[fit_rows]):
             return None
         if held_out_rows is not None:
-            from skorch.dataset import Dataset
-            from skorch.helper import predefined_split
-
             held_out = {name: array[held_out_rows] for name, array in arrays.items()}
             return predefined_split(Dataset(held_out, y_encoded[held_out_rows]))
         return ValidSplit(self.validation_fraction, stratified=True, random_state=seed)

@@ -300,7 +300,7 @@ class DyMoClassifier(MultimodalClassifier):
             for start in range(0, len(y_encoded), self.predict_batch_size):
                 rows = slice(start, start + self.predict_batch_size)
                 with torch.no_grad():
-                    tokens, present_batch = network.encode(_tensors(arrays, rows, device))
+                    tokens, present_batch = network.encode(_tensors({n: a[rows] for n, a in arrays.items()}, device))
                 yield tokens, present_batch, torch.as_tensor(y_encoded[rows], device=device)
 
         statistics = fit_subset_statistics(network, batches, len(self.classes_), codes, self.distance)
@@ -337,12 +337,12 @@ class DyMoClassifier(MultimodalClassifier):
 
     def _predict_batch(self, module, context, rows, batch, outputs):
         device = context.device
-        inputs = _tensors(batch, slice(None), device)
+        inputs = _tensors(batch, device)
         recovered = None
         if context.selection != "none":  # "none" uses nothing recovered: never call the recoverer
             recovered_arrays = ({name: array[rows] for name, array in context.recovered.items()}
                                 if context.recovered is not None else recover(self.recoverer_, batch))
-            recovered = _tensors(recovered_arrays, slice(None), device)
+            recovered = _tensors(recovered_arrays, device)
         fusion = CandidateFusion(module, *module.encode_versions(inputs, recovered))
         run = functools.partial(select, fusion, context.statistics, reward_form=self.reward,
                                 distance=self.distance, temperature=self.temperature)

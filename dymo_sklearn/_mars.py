@@ -127,7 +127,7 @@ class MARSClassifier(MultimodalClassifier):
                          **self._training_kwargs(train_split, device))
 
     def _predict_batch(self, module, context, rows, batch, outputs):
-        logits, gates = module.route(*module.encode(_tensors(batch, slice(None), context)))
+        logits, gates = module.route(*module.encode(_tensors(batch, context)))
         return {"logits": logits.float(), "gates": gates.float()}
 
     def explain(self, X):
