@@ -223,3 +223,16 @@ def test_iterative_imputer_with_trees_and_numpy_parameters_round_trip(image_tabl
     clf = tiny_classifier(recoverer=recoverer, column_groups={"image": np.arange(64), "table": list(range(64, 80))})
     clf.fit(flat, y).save(tmp_path / "m")
     np.testing.assert_array_equal(DyMoClassifier.load(tmp_path / "m").predict_proba(flat), clf.predict_proba(flat))
+
+
+def test_a_save_that_fails_midway_leaves_nothing_behind(image_table_data, tmp_path, monkeypatch):
+    X, y = image_table_data
+    clf = tiny_classifier().fit(X, y)
+
+    def disk_full(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        clf.save(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
