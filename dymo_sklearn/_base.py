@@ -15,7 +15,6 @@ import torch
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -24,6 +23,7 @@ from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
 from ._devices import resolve_device
+from ._random import fit_seed
 
 from ._input import (
     check_some_modality_observed,
@@ -207,13 +207,12 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         """
         try:
             arrays, present, y_encoded, specs = self._start_fit(X, y)
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-            torch.manual_seed(seed)
+            seed = fit_seed(self.random_state)
             fit_rows, held_out_rows = self._held_out_rows(y_encoded, seed)
             fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
             self._prepare_fit(fit_arrays)
             train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed)
-            self.net_ = self._build_net(specs, train_split, resolve_device(self.device))
+            self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed)
             self.net_.fit(fit_arrays, y_encoded[fit_rows])
             self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed)
         except BaseException:
@@ -239,8 +238,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             return predefined_split(Dataset(held_out, y_encoded[held_out_rows]))
         return ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
 
-    def _build_net(self, specs, train_split, device):
-        """Hook: the skorch net to train (see ``_training.build_net``)."""
+    def _build_net(self, specs, train_split, device, seed):
+        """Hook: the skorch net to train (see ``_training.build_net``), seeded with ``seed``."""
         raise NotImplementedError
 
     def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed):
@@ -255,12 +254,12 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             dropout=self.dropout,
         )
 
-    def _training_kwargs(self, train_split, device):
+    def _training_kwargs(self, train_split, device, seed):
         """Keyword arguments of ``build_net`` that every estimator sets the same way."""
         # Plain Python numbers: torch's samplers refuse numpy integers such as np.int64(64).
         return dict(train_split=train_split, patience=int(self.patience), max_epochs=int(self.max_epochs),
                     batch_size=int(self.batch_size), lr=float(self.lr), weight_decay=float(self.weight_decay),
-                    device=device, verbose=int(self.verbose))
+                    device=device, random_seed=seed, verbose=int(self.verbose))
 
     # --------------------------------------------------------------- predict
     def _check_predict_params(self):

@@ -252,13 +252,13 @@ class DyMoClassifier(MultimodalClassifier):
     def _prepare_fit(self, fit_arrays):
         self.recoverer_ = fit_recoverer(self._recoverer(), fit_arrays)
 
-    def _build_net(self, specs, train_split, device):
+    def _build_net(self, specs, train_split, device, seed):
         module_kwargs = {**self._module_kwargs(specs), "projection_dim": self.projection_dim,
                          "n_subsets": self.n_subsets, "entry_dropout": self.entry_dropout}
         tracker = PrototypeTracker(len(self.classes_), self.distance, self.aux_warmup)
         return build_net(SubsetSamplingNet, DyMoNetwork, module_kwargs, callbacks=[("prototypes", tracker)],
                          distance=self.distance, temperature=self.temperature, aux_weight=self.aux_weight,
-                         **self._training_kwargs(train_split, device))
+                         **self._training_kwargs(train_split, device, seed))
 
     def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed):
         self._fit_statistics({name: array[fit_rows] for name, array in arrays.items()}, present[fit_rows],

@@ -14,15 +14,14 @@ import numpy as np
 import pandas as pd
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Interval
-from skorch import NeuralNet
 
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _tensors, check_finite_outputs
 from ._input import observed_modalities
-from ._training import build_net
+from ._training import SeededNet, build_net
 from .nn.mars import MARSNetwork
 
 
-class _MARSNet(NeuralNet):
+class _MARSNet(SeededNet):
     """Loss = CE(full) + CE(partial, routed) + weighted distillation, noise and load terms.
 
     The validation loss is the cross-entropy of the inference path (feature router only).
@@ -117,14 +116,14 @@ class MARSClassifier(MultimodalClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _build_net(self, specs, train_split, device):
+    def _build_net(self, specs, train_split, device, seed):
         module_kwargs = {**self._module_kwargs(specs), "n_experts": self.n_experts, "top_k": self.top_k,
                          "expert_hidden": self.expert_hidden, "noise": self.noise,
                          "residual_router": self.residual_router}
         weights = {"distillation": self.distillation_weight, "noise": self.noise_weight,
                    "load_balance": self.load_balance_weight}
         return build_net(_MARSNet, MARSNetwork, module_kwargs, weights=weights,
-                         **self._training_kwargs(train_split, device))
+                         **self._training_kwargs(train_split, device, seed))
 
     def _predict_batch(self, module, context, rows, batch, outputs):
         logits, gates = module.route(*module.encode(_tensors(batch, context)))

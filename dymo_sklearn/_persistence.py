@@ -242,7 +242,7 @@ def load_model(cls, path, *, device=None, encoders=None):
         setattr(estimator, name, value)
 
     torch_device = resolve_device(estimator.device)
-    net = estimator._build_net(None, None, torch_device)
+    net = estimator._build_net(None, None, torch_device, seed=0)  # weights are loaded next
     net.initialize()
     weights = path / "weights.safetensors"
     _read(weights, lambda: net.module_.load_state_dict(load_file(str(weights), device=str(torch_device))))

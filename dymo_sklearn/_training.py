@@ -8,10 +8,51 @@ import torch.nn.functional as F
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 
+from ._random import attach_generator, device_generator, seeded_construction
 from .nn.distances import prototype_log_probabilities
 
 
-class SubsetSamplingNet(NeuralNet):
+class SeededNet(NeuralNet):
+    """skorch net whose every random draw comes from generators seeded with ``random_seed``.
+
+    Parameters are initialised under :func:`~dymo_sklearn._random.seeded_construction`;
+    minibatch order comes from a loader generator; the module's stochastic parts (dropout,
+    sampled subsets and patterns, noise) draw from a generator on the net's device. Both are
+    dropped when training ends, so a fitted net pickles without them.
+    """
+
+    def __init__(self, *args, random_seed=0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.random_seed = random_seed
+
+    def initialize_module(self):
+        with seeded_construction(self.random_seed):
+            return super().initialize_module()
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        # Separate streams: the loader's on the CPU, the module's on its device.
+        self.loader_generator_ = device_generator(self.random_seed, "cpu")
+        attach_generator(self.module_, device_generator(self.random_seed + 1, self.device))
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        self.loader_generator_ = None
+        attach_generator(self.module_, None)
+
+    def get_iterator(self, dataset, training=False):
+        # A DataLoader without a generator draws its shuffling and base seed from torch's
+        # global stream, even when it does not shuffle.
+        prefix = "iterator_train" if training else "iterator_valid"
+        kwargs = self.get_params_for(prefix)
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        kwargs.setdefault("generator", getattr(self, "loader_generator_", None) or device_generator(0, "cpu"))
+        return getattr(self, prefix)(dataset, **kwargs)
+
+
+class SubsetSamplingNet(SeededNet):
     """skorch net whose module returns (logits, z) for A subset passes.
 
     Loss = mean cross-entropy over the passes + ``aux_weight`` * cross-entropy of the prototype
@@ -113,14 +154,15 @@ class FiniteLossGuard(Callback):
 
 
 def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_split=None, patience=5,
-              max_epochs, batch_size, lr, weight_decay=0.01, device, verbose=0, **net_kwargs):
+              max_epochs, batch_size, lr, weight_decay=0.01, device, random_seed, verbose=0, **net_kwargs):
     """Construct a skorch net of ``net_class`` around ``module_class(**module_kwargs)``.
 
     AdamW, shuffled minibatches, the given ``callbacks``, a guard that stops on a non-finite
     training loss, then early stopping (restoring the best weights) when there is a
     ``train_split`` and a progress bar when ``verbose``. The module is
     given as a class plus keyword arguments, so skorch builds it on the device and the pickled
-    net holds no raw device tensors outside its device-aware state.
+    net holds no raw device tensors outside its device-aware state. ``net_class`` is a
+    :class:`SeededNet`: every random draw of training comes from ``random_seed``.
     """
     callbacks = [*callbacks, ("finite_loss", FiniteLossGuard())]
     if train_split is not None:
@@ -140,6 +182,7 @@ def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_spl
         train_split=train_split,
         callbacks=callbacks,
         device=device,
+        random_seed=int(random_seed),
         verbose=int(verbose),
         **net_kwargs,
     )

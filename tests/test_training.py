@@ -5,8 +5,8 @@ Conventions of the code under test (dymo_sklearn/nn/network.py, dymo_sklearn/_tr
 * ``DyMoNetwork._sample_subsets`` draws, once per minibatch, ``A = n_subsets`` distinct codes
   uniformly from the ``2^M - 1`` non-empty subsets (``torch.randperm``; per-bit coin flips past
   20 modalities) and intersects them with each sample's observed modalities. It draws from
-  torch's global generator; the tests here swap in a local ``torch.Generator`` by patching the
-  module's ``torch`` name, and check that the global state is left untouched.
+  the module's ``generator`` (attached by the net during training); the tests give it a local
+  ``torch.Generator`` and check that the global state is left untouched.
 * Epochs are numbered as skorch's history: epoch e is the e-th row, ``len(net.history) == e``
   while it runs. ``PrototypeTracker.on_epoch_end`` sets ``aux_active`` once
   ``len(history) >= aux_warmup``, so with ``aux_warmup = w`` the prototype term is absent in
@@ -28,41 +28,23 @@ from helpers import tiny_classifier
 from scipy import stats
 
 from dymo_sklearn import _training
-from dymo_sklearn.nn import network as network_module
 from dymo_sklearn.nn.network import DyMoNetwork, subset_bits
 
 ALPHA = 1e-4  # significance of the distribution tests (the draws are seeded: no flakiness)
 
 
-class _LocalTorch:
-    """Stands in for the ``torch`` module inside network.py: random draws use a local generator."""
-
-    def __init__(self, generator):
-        self._generator = generator
-
-    def __getattr__(self, name):
-        return getattr(torch, name)
-
-    def randperm(self, *args, **kwargs):
-        return torch.randperm(*args, generator=self._generator, **kwargs)
-
-    def rand(self, *args, **kwargs):
-        return torch.rand(*args, generator=self._generator, **kwargs)
-
-
 @pytest.fixture
-def local_rng(monkeypatch):
-    """Route the network's random draws through a seeded local generator; check global state."""
+def local_rng():
+    """A seeded local generator for the network's random draws; checks the global state is untouched."""
     generator = torch.Generator().manual_seed(12345)
-    monkeypatch.setattr(network_module, "torch", _LocalTorch(generator))
     global_state = torch.get_rng_state()
     yield generator
     assert torch.equal(global_state, torch.get_rng_state()), "sampling consumed the global torch RNG"
 
 
-def _sampler(n_modalities, n_subsets):
+def _sampler(n_modalities, n_subsets, generator):
     """The real ``_sample_subsets`` bound to the only attributes it reads."""
-    owner = types.SimpleNamespace(n_modalities=n_modalities, n_subsets=n_subsets)
+    owner = types.SimpleNamespace(n_modalities=n_modalities, n_subsets=n_subsets, generator=generator)
     return lambda present: DyMoNetwork._sample_subsets(owner, present)
 
 
@@ -89,7 +71,7 @@ def _small_network(n_modalities=3, n_subsets=3):
 def test_subsets_uniform_over_all_non_empty_subsets(local_rng):
     """Catches a biased draw (e.g. per-modality coins, or singletons favoured) on complete data."""
     n_modalities, n_subsets, n_draws = 3, 2, 4200
-    sample = _sampler(n_modalities, n_subsets)
+    sample = _sampler(n_modalities, n_subsets, local_rng)
     present = torch.ones(1, n_modalities, dtype=torch.bool)
     codes = torch.stack([_codes(sample(present))[:, 0] for _ in range(n_draws)])  # (n_draws, A)
     counts = np.bincount(codes.flatten().numpy(), minlength=8)
@@ -107,7 +89,7 @@ def test_subsets_uniform_over_all_non_empty_subsets(local_rng):
 @pytest.mark.parametrize("n_subsets", [1, 4, 7, 10])
 def test_subsets_distinct_within_a_minibatch(local_rng, n_subsets):
     """Catches drawing with replacement (a repeated subset in one minibatch) and a wrong pass count."""
-    sample = _sampler(3, n_subsets)
+    sample = _sampler(3, n_subsets, local_rng)
     present = torch.ones(5, 3, dtype=torch.bool)
     for _ in range(200):
         codes = _codes(sample(present))
@@ -120,7 +102,7 @@ def test_subsets_distinct_within_a_minibatch(local_rng, n_subsets):
 def test_subsets_never_include_unobserved_modalities_nor_are_empty(local_rng):
     """Catches passes that fuse a missing modality or fuse nothing, whatever the missing pattern."""
     n_modalities = 4
-    sample = _sampler(n_modalities, 5)
+    sample = _sampler(n_modalities, 5, local_rng)
     observed_codes = torch.arange(1, 2 ** n_modalities)  # every possible observed pattern, one per row
     present = subset_bits(observed_codes, n_modalities)
     seen = {code: set() for code in observed_codes.tolist()}
@@ -137,7 +119,7 @@ def test_subsets_never_include_unobserved_modalities_nor_are_empty(local_rng):
 def test_many_modalities_sampling_never_empty_or_unobserved(local_rng):
     """Past 20 modalities (per-bit coins): catches empty or unobserved passes and a biased coin."""
     n_modalities, n_subsets = 24, 6
-    sample = _sampler(n_modalities, n_subsets)
+    sample = _sampler(n_modalities, n_subsets, local_rng)
     present = torch.ones(3, n_modalities, dtype=torch.bool)
     present[1, ::2] = False
     present[2, 1:] = False  # only modality 0 observed
@@ -155,8 +137,8 @@ def test_many_modalities_sampling_never_empty_or_unobserved(local_rng):
     assert torch.all((total - trials / 2).abs() < 5 * np.sqrt(trials / 4)), total
 
 
-def _observed_frequencies(observed_code, n_modalities, n_subsets, n_draws):
-    sample = _sampler(n_modalities, n_subsets)
+def _observed_frequencies(observed_code, n_modalities, n_subsets, n_draws, generator):
+    sample = _sampler(n_modalities, n_subsets, generator)
     present = subset_bits(torch.tensor([observed_code]), n_modalities)
     return torch.stack([_codes(sample(present))[:, 0] for _ in range(n_draws)])
 
@@ -167,7 +149,7 @@ def _observed_frequencies(observed_code, n_modalities, n_subsets, n_draws):
     "probability 3/7 and each singleton 2/7, not 1/3 each"))
 def test_subsets_uniform_over_observed_subsets_with_missing_modalities(local_rng):
     """Catches a non-uniform draw over the non-empty subsets of what a sample observes."""
-    codes = _observed_frequencies(0b011, 3, 1, 3000)
+    codes = _observed_frequencies(0b011, 3, 1, 3000, local_rng)
     counts = np.bincount(codes.flatten().numpy(), minlength=4)[1:]
     assert stats.chisquare(counts).pvalue > ALPHA, counts
 
@@ -178,7 +160,7 @@ def test_subsets_uniform_over_observed_subsets_with_missing_modalities(local_rng
     "number of available subsets"))
 def test_subsets_distinct_per_sample_with_missing_modalities(local_rng):
     """Catches repeated subsets for an incomplete sample when A <= 2^|observed| - 1."""
-    codes = _observed_frequencies(0b011, 3, 3, 200)  # 3 passes, 3 available subsets
+    codes = _observed_frequencies(0b011, 3, 3, 200, local_rng)  # 3 passes, 3 available subsets
     for row in codes.tolist():
         assert sorted(row) == [1, 2, 3], row
 
@@ -186,6 +168,7 @@ def test_subsets_distinct_per_sample_with_missing_modalities(local_rng):
 def test_training_forward_fuses_the_sampled_subsets(local_rng, monkeypatch):
     """Catches a training forward that ignores the sampled subsets or fuses a missing modality."""
     network = _small_network(n_subsets=3).train()
+    network.generator = local_rng
     fused = []
     original = DyMoNetwork.fuse
 

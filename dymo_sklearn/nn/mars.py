@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._random import Stochastic
 from .network import DyMoNetwork
 
 
@@ -26,7 +27,7 @@ def squared_variation(values):
     return values.var(unbiased=False) / (values.mean().pow(2) + 1e-10)
 
 
-class MARSNetwork(nn.Module):
+class MARSNetwork(Stochastic, nn.Module):
     """Backbone (encoders + masked fusion transformer + full-input head), experts and routers."""
 
     def __init__(self, modality_names, modality_shapes, encoder_specs, n_classes, d_model=64, n_heads=4,
@@ -64,10 +65,10 @@ class MARSNetwork(nn.Module):
         return self.mixture(hidden, gates), gates
 
     def _partial_patterns(self, present):
-        keep = (torch.rand(present.shape, device=present.device) < 0.5) & present
+        keep = (torch.rand(present.shape, generator=self.generator, device=present.device) < 0.5) & present
         empty = ~keep.any(dim=1)
         if empty.any():
-            pick = torch.multinomial(present[empty].float(), 1).squeeze(1)
+            pick = torch.multinomial(present[empty].float(), 1, generator=self.generator).squeeze(1)
             keep[empty.nonzero(as_tuple=True)[0], pick] = True
         return keep
 
@@ -90,7 +91,7 @@ class MARSNetwork(nn.Module):
             with torch.no_grad():
                 disagreement = (torch.softmax(routing_logits, 1) - torch.softmax(feature_logits, 1)).abs().mean(0)
                 boost = 1.0 + disagreement / (disagreement.mean() + 1e-8)
-            routing_logits = routing_logits + torch.randn_like(routing_logits) * noise_scale * boost
+            routing_logits = routing_logits + torch.randn(routing_logits.shape, generator=self.generator, device=routing_logits.device) * noise_scale * boost
         gates = top_k_gates(routing_logits, self.top_k)
         partial_logits = self.mixture(part, gates)
         full_logits = self.backbone.classifier(full)

@@ -8,10 +8,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._random import Dropout, Stochastic, dropout
 from .encoders import build_encoder
 
 
-class FusionBlock(nn.Module):
+class FusionBlock(Stochastic, nn.Module):
     """Pre-norm transformer block whose attention ignores masked keys."""
 
     def __init__(self, d_model, n_heads, dropout):
@@ -25,7 +26,7 @@ class FusionBlock(nn.Module):
         self.attention_out = nn.Linear(d_model, d_model)
         self.norm_mlp = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x, key_mask, *, queries=None):
         """Transform tokens ``x`` (B, L, d), attending only to keys where ``key_mask`` (B, L) holds.
@@ -46,13 +47,17 @@ class FusionBlock(nn.Module):
             key_value = F.linear(normed, weight[d_model:], bias[d_model:]).view(batch, length, 2, self.n_heads, head_dim)
             key, value = key_value.permute(2, 0, 3, 1, 4)
             x = x[:, :queries]
-        attended = F.scaled_dot_product_attention(
-            query, key, value,
-            attn_mask=key_mask[:, None, None, :],
-            dropout_p=self.dropout if self.training else 0.0,
-        )
+        attended = self._attend(query, key, value, key_mask[:, None, None, :])
         x = x + self.drop(self.attention_out(attended.transpose(1, 2).reshape(batch, x.shape[1], d_model)))
         return x + self.drop(self.mlp(self.norm_mlp(x)))
+
+    def _attend(self, query, key, value, mask):
+        if not (self.training and self.dropout > 0):
+            return F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+        # Written out in training: the fused kernel's attention dropout cannot take a generator.
+        scores = (query @ key.transpose(-2, -1)) * query.shape[-1] ** -0.5
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+        return dropout(weights, self.dropout, True, self.generator) @ value
 
 
 class FusionTransformer(nn.Module):
@@ -80,8 +85,7 @@ class FusionTransformer(nn.Module):
         key_mask = torch.cat([token_present.new_ones(batch, 1), token_present], dim=1)
         last = len(self.blocks) - 1
         for index, block in enumerate(self.blocks):
-            # Only [CLS] leaves the last block. In training the full block runs, so that dropout
-            # draws the same random numbers as always (and seeded fits stay reproducible).
+            # Only [CLS] leaves the last block at inference; training runs every token.
             x = block(x, key_mask, queries=1 if index == last and not self.training else None)
         return self.norm(x[:, 0])
 
@@ -98,7 +102,7 @@ def subset_bits(codes, n_modalities):
     return ((codes[:, None] >> shifts) & 1).bool()
 
 
-class DyMoNetwork(nn.Module):
+class DyMoNetwork(Stochastic, nn.Module):
     """Encoders, fusion transformer, classifier head and projection head.
 
     In training mode ``forward`` encodes each modality once and fuses ``n_subsets`` random
@@ -248,8 +252,9 @@ class DyMoNetwork(nn.Module):
     def _drop_entries(self, observed):
         """Hide a random fraction U(0, entry_dropout) of each sample's observed entries."""
         batch = observed.shape[0]
-        rate = torch.rand(batch, *[1] * (observed.ndim - 1), device=observed.device) * self.entry_dropout
-        return observed & (torch.rand(observed.shape, device=observed.device) >= rate)
+        device, generator = observed.device, self.generator
+        rate = torch.rand(batch, *[1] * (observed.ndim - 1), generator=generator, device=device) * self.entry_dropout
+        return observed & (torch.rand(observed.shape, generator=generator, device=device) >= rate)
 
     def _sample_subsets(self, present):
         """(A, B, M) presence for A distinct random non-empty subsets, intersected per sample."""
@@ -257,10 +262,10 @@ class DyMoNetwork(nn.Module):
         device = present.device
         if n_modalities <= 20:
             n_all = 2 ** n_modalities - 1
-            codes = torch.randperm(n_all, device=device)[: min(self.n_subsets, n_all)] + 1
+            codes = torch.randperm(n_all, generator=self.generator, device=device)[: min(self.n_subsets, n_all)] + 1
             bits = subset_bits(codes, n_modalities)
         else:
-            bits = torch.rand(self.n_subsets, n_modalities, device=device) < 0.5
+            bits = torch.rand(self.n_subsets, n_modalities, generator=self.generator, device=device) < 0.5
             bits[~bits.any(dim=1), 0] = True
         passes = bits[:, None, :] & present[None]
         empty = ~passes.any(dim=2, keepdim=True)

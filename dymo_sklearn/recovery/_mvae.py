@@ -13,11 +13,12 @@ import math
 import torch
 from torch import nn
 
+from .._random import Stochastic
 from ..nn.encoders import build_encoder
 from ._neural import NeuralRecoverer
 
 
-class MultimodalVAE(nn.Module):
+class MultimodalVAE(Stochastic, nn.Module):
     """Experts, product-of-experts posterior and decoders for every modality."""
 
     def __init__(self, modality_names, modality_shapes, latent_dim=16, hidden=128, beta=0.05):
@@ -59,14 +60,14 @@ class MultimodalVAE(nn.Module):
     def forward(self, **batch):
         values, observed = self._inputs(batch)
         present = torch.stack([mask.flatten(1).any(dim=1) for mask in observed], dim=1)
-        use = (torch.rand(present.shape, device=present.device) < 0.5) & present
+        use = (torch.rand(present.shape, generator=self.generator, device=present.device) < 0.5) & present
         empty = ~use.any(dim=1)
         # Keep one random present modality where the coin flips left none.
-        pick = torch.multinomial(present[empty].float(), 1).squeeze(1) if empty.any() else None
+        pick = torch.multinomial(present[empty].float(), 1, generator=self.generator).squeeze(1) if empty.any() else None
         if pick is not None:
             use[empty.nonzero(as_tuple=True)[0], pick] = True
         mean, log_var = self.posterior(values, observed, use.float())
-        z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var)
+        z = mean + torch.randn(mean.shape, generator=self.generator, device=mean.device) * torch.exp(0.5 * log_var)
         reconstruction = 0.0
         for value, mask, decoded in zip(values, observed, self.decode(z)):
             error = (decoded - value).pow(2) * mask

@@ -6,16 +6,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
-from skorch import NeuralNet
 
 from .._devices import resolve_device
 from .._input import validate_modalities
-from .._training import build_net
+from .._random import device_generator, fit_seed
+from .._training import SeededNet, build_net
 
 
-class SelfSupervisedNet(NeuralNet):
+class SelfSupervisedNet(SeededNet):
     """skorch net whose module returns its own training loss (no targets)."""
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -56,11 +55,10 @@ class NeuralRecoverer(TransformerMixin, BaseEstimator):
             self.center_[name] = center.astype(np.float32)
             self.scale_[name] = scale.astype(np.float32)
         self._check_fit_input(arrays)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        torch.manual_seed(seed)
         self.net_ = build_net(SelfSupervisedNet, self._module_class(), self._module_kwargs(), lr=self.lr,
                               max_epochs=self.max_epochs, batch_size=self.batch_size,
-                              device=resolve_device(self.device), verbose=self.verbose)
+                              device=resolve_device(self.device), random_seed=fit_seed(self.random_state),
+                              verbose=self.verbose)
         self.net_.fit(self._scaled(arrays), None)
         return self
 
@@ -77,8 +75,7 @@ class NeuralRecoverer(TransformerMixin, BaseEstimator):
         device = self.net_.device
         generator = None
         if getattr(self, "sample", False):
-            generator = torch.Generator(device=device).manual_seed(
-                int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max)))
+            generator = device_generator(fit_seed(self.random_state), device)
         n_samples = next(iter(arrays.values())).shape[0]
         pieces = {name: [] for name in arrays}
         with torch.inference_mode():

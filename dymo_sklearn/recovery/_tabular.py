@@ -14,12 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._random import Stochastic
 from ..nn.encoders import build_encoder
 from ..nn.network import FusionBlock
 from ._neural import NeuralRecoverer
 
 
-class MaskedTableModel(nn.Module):
+class MaskedTableModel(Stochastic, nn.Module):
     """Feature tokens of one table + context tokens of the other modalities -> transformer."""
 
     def __init__(self, modality_names, modality_shapes, table, categories, d_model=32, n_heads=4, n_layers=2,
@@ -76,8 +77,9 @@ class MaskedTableModel(nn.Module):
     def forward(self, **batch):
         table = batch[self.table].flatten(1)
         observed = ~torch.isnan(table)
-        rate = 0.15 + 0.7 * torch.rand(table.shape[0], 1, device=table.device)
-        hide = observed & (torch.rand(table.shape, device=table.device) < rate)
+        generator, device = self.generator, table.device
+        rate = 0.15 + 0.7 * torch.rand(table.shape[0], 1, generator=generator, device=device)
+        hide = observed & (torch.rand(table.shape, generator=generator, device=device) < rate)
         values, logits = self._predict(self._encode(batch, hide))
         target = torch.where(observed, table, torch.zeros((), dtype=table.dtype, device=table.device))
         scored = hide & self.continuous
