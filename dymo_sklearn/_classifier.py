@@ -42,8 +42,9 @@ class DyMoClassifier(MultimodalClassifier):
         works for images and tables alike. ``IterativeImputer`` is often better on small tables
         but scales poorly with the number of columns. Observed entries are never changed.
     selection : {"dymo", "iterative", "simultaneous", "all", "none"}, default="dymo"
-        ``dymo``: iterative selection with the calibrated reward; ``iterative``: uncalibrated;
-        ``simultaneous``: accept every candidate with a positive calibrated reward at once;
+        The paper's Table 2 ablation: ``dymo`` (I+C): iterative selection with the calibrated
+        reward; ``iterative`` (I): uncalibrated; ``simultaneous`` (S): accept every candidate with
+        a positive uncalibrated reward at once;
         ``all``: fuse every recovered modality; ``none``: observed entries only (discard).
         Read at predict time, so it can be changed after fitting with ``set_params``.
     reward : {"log", "prob"}, default="log"

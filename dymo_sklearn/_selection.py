@@ -167,8 +167,9 @@ def select_all(fusion, statistics, **options):
 
 
 def select_simultaneous(fusion, statistics, *, reward_form, distance, temperature, threshold=0.0):
-    """S: reward every candidate once against the observed state; accept all above the threshold."""
-    search = _Search(fusion, statistics, reward_form, distance, temperature, calibrated=True)
+    """S (the paper's Table 2): reward every candidate once, uncalibrated, against the observed
+    state; accept all above the threshold in one step."""
+    search = _Search(fusion, statistics, reward_form, distance, temperature, calibrated=False)
     if not search.active.any():
         return search.result()
     sample, modality, trial_hidden, _, table = search.try_every_active_candidate()

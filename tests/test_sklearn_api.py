@@ -402,15 +402,18 @@ def test_simultaneous_accepts_every_positive_candidate_at_once(three_views):
     np.testing.assert_allclose(model.predict_proba(X), softmax(final.astype(np.float64), axis=1), atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11: simultaneous uses the calibrated reward")
 def test_simultaneous_uses_the_uncalibrated_reward(three_views):
     """The paper's S row (DESIGN.md section 4): every candidate with a positive *uncalibrated*
-    reward, accepted at once."""
+    reward, accepted at once. S, I and I+C select differently on this set."""
     clf, X = three_views
     model = _with(clf, selection="simultaneous")
     steps = _steps(model, model.explain(X))
     expected, _, ambiguous = _Reference(model, X).select(calibrated=False, simultaneous=True)
     np.testing.assert_array_equal(steps[~ambiguous], expected[~ambiguous])
+    calibrated, _, _ = _Reference(model, X).select(calibrated=True, simultaneous=True)
+    assert ((expected > 0) != (calibrated > 0))[~ambiguous].any()  # the reward's calibration matters
+    chosen = {mode: _steps(clf, _with(clf, selection=mode).explain(X)) for mode in ("iterative", "dymo")}
+    assert not np.array_equal(steps, chosen["iterative"]) and not np.array_equal(steps, chosen["dymo"])
 
 
 def test_fit_errors_are_named(image_table_data):
