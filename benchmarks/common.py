@@ -53,6 +53,13 @@ def load_split(dataset, seed, quick):
         Xtr, ytr = make_multiview_mnist(5, n_train, background=1.0, image_size=14, split="train", random_state=seed)
         Xte, yte = make_multiview_mnist(5, n_test, background=1.0, image_size=14, split="test", random_state=seed)
         return dict(Xtr), ytr, dict(Xte), yte, (0.0, 0.2, 0.4, 0.6, 0.8)
+    if dataset == "polymnist_fashion":
+        from dymo_sklearn.datasets import make_multiview_fashion
+
+        n_train, n_test = (600, 300) if quick else (10_000, 2_000)
+        Xtr, ytr = make_multiview_fashion(5, n_train, background=1.0, image_size=14, split="train", random_state=seed)
+        Xte, yte = make_multiview_fashion(5, n_test, background=1.0, image_size=14, split="test", random_state=seed)
+        return dict(Xtr), ytr, dict(Xte), yte, (0.0, 0.2, 0.4, 0.6, 0.8)
     if dataset == "breast_cancer":
         X, y = load_breast_cancer_views()
         tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=y)
@@ -71,6 +78,8 @@ def make_model(dataset, *, distance, temperature, seed, quick, **extra):
         recoverer=SimpleImputer(), distance=distance, temperature=temperature, d_model=32, n_heads=4,
         n_layers=2, projection_dim=32, lr=3e-3, batch_size=128, max_epochs=epochs[0] if quick else epochs[1],
         early_stopping=False, aux_warmup=5, acceptance_threshold=0.0, device="cpu", random_state=seed,
+        # The paper's training: the network does not depend on the recoverer, which with_recoverer needs.
+        recovery_aware=False,
     )
     params.update(extra)
     return DyMoClassifier(**params)

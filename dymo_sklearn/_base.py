@@ -210,10 +210,10 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             seed = fit_seed(self.random_state)
             fit_rows, held_out_rows = self._held_out_rows(y_encoded, seed)
             fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
-            self._prepare_fit(fit_arrays)
+            network_inputs = self._prepare_fit(fit_arrays, seed)
             train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed)
             self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed)
-            self.net_.fit(fit_arrays, y_encoded[fit_rows])
+            self.net_.fit(network_inputs, y_encoded[fit_rows])
             self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed)
         except BaseException:
             # A failed (re)fit leaves the estimator unfitted, never half old and half new.
@@ -222,12 +222,20 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             raise
         return self
 
+    # Parameters added after the first saved format, with the value that reproduces older files.
+    _parameters_added_later = {}
+
     def _held_out_rows(self, y_encoded, seed):
         """(rows to train on, rows held out for an after-fit step or None): all rows by default."""
         return np.arange(len(y_encoded)), None
 
-    def _prepare_fit(self, fit_arrays):
-        """Hook: fit-time work before the network is built (e.g. fitting a recoverer)."""
+    def _prepare_fit(self, fit_arrays, seed):
+        """Hook: fit-time work before the network is built (e.g. fitting a recoverer).
+
+        Returns the dict the network trains on: ``fit_arrays``, possibly with extra entries
+        that the network's training ``forward`` reads.
+        """
+        return fit_arrays
 
     def _train_split(self, arrays, y_encoded, fit_rows, held_out_rows, seed):
         """skorch's validation split: the held-out rows when there are some, else a stratified one."""
@@ -311,6 +319,18 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         arrays = self._validated(X)
         return check_finite_outputs(self._predict_arrays(arrays)["logits"].astype(np.float64), arrays)
+
+    def decision_function(self, X):
+        """Confidence scores: the classifier's logits.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) for two classes (the logit of ``classes_[1]`` minus that
+        of ``classes_[0]``, positive where ``classes_[1]`` is predicted, as scikit-learn expects),
+        else (n_samples, n_classes).
+        """
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     def predict_proba(self, X):
         """Class probabilities.

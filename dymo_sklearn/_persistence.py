@@ -196,6 +196,8 @@ def load_model(cls, path, *, device=None, encoders=None):
         raise ValueError(f"{path} holds a {saved_class}; load it with {saved_class}.load.")
     params = {name: _from_json_float(value) if value in _NON_FINITE else value
               for name, value in config["params"].items()}
+    # A file written before a parameter existed was fitted with the behaviour of this value.
+    params = {**cls._parameters_added_later, **params}
     saved_encoders = dict(params.get("encoders") or {})
     saved_encoders.update(encoders or {})
     missing = [name for name, spec in saved_encoders.items() if spec == _CUSTOM]

@@ -24,9 +24,13 @@ from dymo_sklearn.recovery import recover
 
 from helpers import tiny_classifier
 
-# Every check passes on the 2-D path; none is expected to fail. (check_sample_weight_* are skipped
-# because fit takes no sample_weight.)
-EXPECTED_FAILED_CHECKS = {}
+# Every other check passes on the 2-D path. (check_sample_weight_* are skipped because fit takes no
+# sample_weight.)
+EXPECTED_FAILED_CHECKS = {
+    "check_methods_subset_invariance": "float32 matrix products round differently with the batch size "
+                                       "(differences ~2e-7 > the check's rtol 1e-7); batch independence is "
+                                       "tested at atol 1e-5 in test_faithfulness.py.",
+}
 
 
 def _checked_estimator():
@@ -201,7 +205,10 @@ class _Reference:
                 observed = ~torch.isnan(values)
                 observed_tokens.append(network.encode_modality(index, torch.nan_to_num(values), observed))
                 filled = torch.as_tensor(recovered[name], dtype=torch.float32)
-                recovered_tokens.append(network.encode_modality(index, filled, torch.ones_like(observed)))
+                tokens = network.encode_modality(index, filled, torch.ones_like(observed))
+                if network.recovered_embedding is not None:  # recovery-aware training marks recovered tokens
+                    tokens = tokens + network.recovered_embedding[index]
+                recovered_tokens.append(tokens)
                 present.append(observed.flatten(1).any(1))
                 candidates.append(~observed.flatten(1).all(1))
         self.tokens_observed = torch.cat(observed_tokens, dim=1)
@@ -324,19 +331,31 @@ def test_none_ignores_every_recovery(three_views):
 
 
 def test_all_fuses_every_recovery(three_views):
-    """`all` equals `none` on the input whose missing entries are all filled by the recoverer;
-    it selects every candidate; and it does use the recoveries (garbage ones change it)."""
+    """`all` fuses every sample's observed modalities with all its recovered candidates (marked
+    as recovered); it selects every candidate; and it does use the recoveries (garbage ones
+    change it)."""
     clf, X = three_views
     everything = _with(clf, selection="all")
     proba = everything.predict_proba(X)
-    filled = MultimodalDict(**recover(clf.recoverer_, dict(X)))
-    np.testing.assert_allclose(proba, _with(clf, selection="none").predict_proba(filled), rtol=0, atol=1e-5)
+    reference = _Reference(clf, X)
+    expected = softmax(reference.logits(reference.candidates).astype(np.float64), axis=1)
+    np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-5)
+
     report = everything.explain(X)
     assert [set(s) for s in report["selected"]] == [set(c) for c in report["candidates"]]
     assert (report["candidates"].map(len) >= 2).all()
     assert ((_steps(everything, report) > 0) == _candidate_mask(clf, report)).all()
     everything.recoverer_ = _garbage_recoverer(everything, X)
     assert np.abs(everything.predict_proba(X) - proba).max() > 0.1
+
+
+def test_with_the_papers_training_all_equals_none_on_the_filled_input(fitted_multiview):
+    """Without recovery-aware training a recovered token is an observed token of the filled values."""
+    clf, X, _ = fitted_multiview
+    X = apply_missing(X, 0.5, random_state=0)
+    proba = _with(clf, selection="all").predict_proba(X)
+    filled = MultimodalDict(**recover(clf.recoverer_, dict(X)))
+    np.testing.assert_allclose(proba, _with(clf, selection="none").predict_proba(filled), rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("selection, reward_form", [("iterative", "log"), ("dymo", "log"), ("dymo", "prob")])

@@ -303,3 +303,72 @@ def test_prototype_loss_value(image_table_data, monkeypatch):
         assert record["loss"] == pytest.approx(record["cross_entropy"] + weight * aux.item(), rel=1e-5, abs=1e-5)
         checked += 1
     assert checked > 0
+
+
+# ------------------------------------------------------------------- recovery-aware training
+def _recovery_network():
+    with torch.random.fork_rng(devices=[]):
+        return DyMoNetwork(
+            modality_names=["m0", "m1", "m2"], modality_shapes=[(2,)] * 3, encoder_specs=["vector"] * 3,
+            n_classes=2, d_model=8, n_heads=2, n_layers=1, projection_dim=4, dropout=0.0, n_subsets=2,
+            entry_dropout=0.0, recovered_embedding=True,
+        )
+
+
+def test_recovered_tokens_carry_the_recovered_embedding():
+    """Catches recovered tokens that look like observed ones (no embedding, or on the wrong tokens)."""
+    network = _recovery_network().eval()
+    with torch.no_grad():
+        network.recovered_embedding.copy_(torch.arange(3.0)[:, None].expand(3, 8) + 1)
+    inputs = {"m0": torch.tensor([[1.0, 2.0]]), "m1": torch.full((1, 2), float("nan")),
+              "m2": torch.tensor([[3.0, float("nan")]])}
+    recovered = {"m0": inputs["m0"], "m1": torch.tensor([[5.0, 6.0]]), "m2": torch.tensor([[3.0, 4.0]])}
+    observed, filled, present, candidates = network.encode_versions(inputs, recovered)
+    ones = torch.ones(1, 2, dtype=torch.bool)
+    with torch.no_grad():
+        expected_m1 = network.encoders[1](recovered["m1"], ones) + 2
+        expected_m2 = network.encoders[2](recovered["m2"], ones) + 3
+    assert torch.equal(filled[:, 0], observed[:, 0])  # complete: one version, no embedding
+    torch.testing.assert_close(filled[:, 1:2], expected_m1)
+    torch.testing.assert_close(filled[:, 2:3], expected_m2)
+    assert candidates.tolist() == [[False, True, True]] and present.tolist() == [[True, False, True]]
+
+
+def test_training_adds_one_recovery_pass(local_rng, monkeypatch):
+    """Catches a recovery pass that is missing, fuses an absent modality or takes an observed one
+    from its recovered version."""
+    network = _recovery_network().train()
+    network.generator = local_rng
+    fused = []
+    original = DyMoNetwork.fuse
+    monkeypatch.setattr(DyMoNetwork, "fuse", lambda self, tokens, present: fused.append((tokens, present))
+                        or original(self, tokens, present))
+    n = 64
+    values = torch.randn(n, 2, generator=local_rng)
+    inputs = {name: values.clone() for name in network.modality_names}
+    hidden = {name: values.clone() for name in network.modality_names}
+    hidden["m1"][: n // 2] = float("nan")  # the first half hides m1
+    recovered = {name: values + 1 for name in network.modality_names}
+    logits, z = network(**inputs, **{f"hidden:{k}": v for k, v in hidden.items()},
+                        **{f"recovered:{k}": v for k, v in recovered.items()})
+    assert logits.shape == (3, n, 2) and z.shape == (3, n, 4)
+    tokens, present = fused[-1]
+    assert present[n // 2:].all()  # nothing hidden: every modality observed
+    assert present[: n // 2, [0, 2]].all()
+    taken = present[: n // 2, 1]
+    assert 0 < taken.float().mean() < 1  # each recovered candidate taken with probability 1/2
+    with torch.no_grad():
+        expected = network.encoders[1](recovered["m1"], torch.ones(n, 2, dtype=torch.bool))
+        expected = expected + network.recovered_embedding[1]
+        observed = network.encoders[0](values, torch.ones(n, 2, dtype=torch.bool))
+    torch.testing.assert_close(tokens[: n // 2][taken, 1:2], expected[: n // 2][taken])
+    torch.testing.assert_close(tokens[:, 0:1], observed)
+
+
+def test_recovery_aware_fit_trains_the_embedding_and_the_paper_training_has_none(image_table_data):
+    X, y = image_table_data
+    aware = tiny_classifier(recovery_aware=True).fit(X, y)
+    assert aware.net_.module_.recovered_embedding.abs().sum() > 0
+    paper = tiny_classifier(recovery_aware=False).fit(X, y)
+    assert paper.net_.module_.recovered_embedding is None
+    assert not any(name.startswith(("hidden:", "recovered:")) for name in paper.net_.module_.state_dict())

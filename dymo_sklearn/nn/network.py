@@ -90,6 +90,10 @@ class FusionTransformer(nn.Module):
         return self.norm(x[:, 0])
 
 
+HIDDEN = "hidden:"  # training-input prefixes of recovery-aware training
+RECOVERED = "recovered:"
+
+
 def split_missing(values):
     """NaN-marked values -> (values with 0 where missing, boolean mask of observed entries)."""
     observed = ~torch.isnan(values)
@@ -125,6 +129,7 @@ class DyMoNetwork(Stochastic, nn.Module):
         dropout=0.1,
         n_subsets=4,
         entry_dropout=0.2,
+        recovered_embedding=False,
     ):
         super().__init__()
         self.modality_names = list(modality_names)
@@ -149,6 +154,9 @@ class DyMoNetwork(Stochastic, nn.Module):
         self.classifier = nn.Linear(d_model, n_classes)
         self.projection = nn.Linear(d_model, projection_dim)
         self.register_buffer("prototypes", torch.zeros(n_classes, projection_dim))
+        # Added to the tokens of a recovered version, so the fusion can tell recovered from
+        # observed content; zero until recovery-aware training teaches it.
+        self.recovered_embedding = nn.Parameter(torch.zeros(self.n_modalities, d_model)) if recovered_embedding else None
         self.aux_active = False
         self.pass_counts = Counter()
 
@@ -227,6 +235,8 @@ class DyMoNetwork(Stochastic, nn.Module):
                 filled = tokens.clone()
                 values = recovered[name][rows]
                 filled[rows] = self.encode_modality(index, values, torch.ones_like(values, dtype=torch.bool))
+                if self.recovered_embedding is not None:
+                    filled[rows] = filled[rows] + self.recovered_embedding[index]
             observed_tokens.append(tokens)
             recovered_tokens.append(filled)
             present.append(has_any)
@@ -235,6 +245,12 @@ class DyMoNetwork(Stochastic, nn.Module):
                 torch.stack(present, dim=1), torch.stack(candidates, dim=1))
 
     def forward(self, **inputs):
+        """Training: ``(A, B, K)`` logits and ``(A, B, P)`` projections of the sampled subsets, plus
+        one recovery pass when the inputs carry ``hidden:<name>`` and ``recovered:<name>``
+        entries; eval: everything present fused once (``A = 1``)."""
+        hidden = {name: inputs.pop(f"{HIDDEN}{name}") for name in self.modality_names if f"{HIDDEN}{name}" in inputs}
+        recovered = {name: inputs.pop(f"{RECOVERED}{name}") for name in self.modality_names
+                     if f"{RECOVERED}{name}" in inputs}
         if self.training and self.entry_dropout > 0:
             split = {name: split_missing(inputs[name]) for name in self.modality_names}
             inputs = {name: torch.where(self._drop_entries(observed), values, torch.full_like(values, float("nan")))
@@ -247,7 +263,20 @@ class DyMoNetwork(Stochastic, nn.Module):
         n_passes, batch = passes.shape[:2]
         expanded = tokens[None].expand(n_passes, *tokens.shape).reshape(n_passes * batch, *tokens.shape[1:])
         logits, z = self.heads(self.fuse(expanded, passes.reshape(n_passes * batch, -1)))
-        return logits.view(n_passes, batch, -1), z.view(n_passes, batch, -1)
+        logits, z = logits.view(n_passes, batch, -1), z.view(n_passes, batch, -1)
+        if self.training and hidden:
+            recovery_logits, recovery_z = self._recovery_pass(hidden, recovered)
+            logits, z = torch.cat([logits, recovery_logits[None]]), torch.cat([z, recovery_z[None]])
+        return logits, z
+
+    def _recovery_pass(self, hidden, recovered):
+        """Logits and projections of samples whose hidden modalities were recovered out of fold:
+        each recovered candidate is taken with probability 1/2, as selection takes some."""
+        tokens_observed, tokens_recovered, present, candidates = self.encode_versions(hidden, recovered)
+        coins = torch.rand(candidates.shape, generator=self.generator, device=candidates.device) < 0.5
+        taken = candidates & coins
+        tokens = torch.where(taken[:, self.token_modality][..., None], tokens_recovered, tokens_observed)
+        return self.heads(self.fuse(tokens, present | taken))
 
     def _drop_entries(self, observed):
         """Hide a random fraction U(0, entry_dropout) of each sample's observed entries."""

@@ -1,0 +1,235 @@
+"""The discarding-imputation dilemma, measured with DyMoClassifier exactly as shipped.
+
+For every data set, seed, recoverer and missing rate: ``DyMoClassifier(recoverer=R)`` with every
+other setting at its default (``shipped``), the same with the paper's training
+(``recovery_aware=False``), the simple pipelines a user would pick instead, and a bank of
+pattern specialists (one logistic regression per missing pattern, trained on exactly the
+observed modalities: what a recovered modality cannot add information beyond).
+
+    python -m benchmarks.dilemma --jobs 2            # docs/dilemma.md and docs/dilemma.json
+    python -m benchmarks.dilemma --quick              # smoke run into build/benchmarks/
+    python -m benchmarks.dilemma --datasets polymnist_fashion --seeds 0 --recoverers knn --jobs 1 \
+        --threads 2 --name dilemma_fashion            # 10,000 Fashion-MNIST tuples (apt package)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from dymo_sklearn import DyMoClassifier
+from dymo_sklearn.datasets import apply_missing
+from dymo_sklearn.recovery import MultimodalVAERecoverer, fit_recoverer
+
+from .accuracy import baselines, flat
+from .common import CachedRecovery, load_split, output_folder, recoverers, with_recoverer
+
+DATASETS = ("polymnist_digits", "polymnist_mnist", "breast_cancer")
+MODES = ("none", "all", "simultaneous", "iterative", "dymo")
+SHIPPED = "shipped"
+PAPER_TRAINING = "recovery_aware=False"
+SPECIALISTS = "pattern specialists (LogReg)"
+
+
+def shipped(recoverer, seed, quick, **params):
+    """DyMoClassifier with its defaults; only the recoverer, seed and device are set (and, for a
+    smoke run, fewer epochs)."""
+    extra = dict(max_epochs=3) if quick else {}
+    return DyMoClassifier(recoverer=recoverer, random_state=seed, device="cpu", **extra, **params)
+
+
+def evaluate(model, tests, y_test, add, label, recoverer):
+    for rate, X_missing in tests.items():
+        for mode in MODES:
+            model.set_params(selection=mode)
+            add(model=label, recoverer=recoverer, rate=rate, method=mode,
+                accuracy=float(np.mean(model.predict(X_missing) == y_test)))
+
+
+def pattern_specialists(X_train, y_train, X_missing, seed, bank):
+    """Per sample, the prediction of a logistic regression trained on exactly its observed
+    modalities; ``bank`` keeps the fitted specialists across missing rates."""
+    names = list(X_train)
+    observed = np.stack([~np.isnan(np.asarray(X_missing[n]).reshape(len(X_missing[n]), -1)).all(1) for n in names], 1)
+    predictions = np.empty(len(observed), dtype=np.asarray(y_train).dtype)
+    for pattern in np.unique(observed, axis=0):
+        rows = (observed == pattern).all(1)
+        chosen = tuple(n for n, keep in zip(names, pattern) if keep)
+        if chosen not in bank:
+            bank[chosen] = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+            bank[chosen].fit(flat({n: X_train[n] for n in chosen}), y_train)
+        predictions[rows] = bank[chosen].predict(flat({n: np.asarray(X_missing[n])[rows] for n in chosen}))
+    return predictions
+
+
+def _recoverers(dataset, quick, seed):
+    """The benchmark's imputers (benchmarks/common.py) and the multimodal VAE."""
+    return {**recoverers(dataset, not quick),
+            "mvae": MultimodalVAERecoverer(max_epochs=3 if quick else 60, random_state=seed, device="cpu")}
+
+
+def run_seed(dataset, seed, quick, only_recoverers=None):
+    started = time.perf_counter()
+    X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
+    tests = {float(rate): apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
+    records, fits = [], []
+
+    def add(**row):
+        records.append(dict(dataset=dataset, seed=seed, **row))
+
+    def timed_fit(model, label, recoverer):
+        start = time.perf_counter()
+        model.fit(X_train, y_train)
+        fits.append(dict(dataset=dataset, seed=seed, model=label, recoverer=recoverer,
+                         fit_s=time.perf_counter() - start, n_epochs=len(model.net_.history)))
+        return model
+
+    # The paper's training does not depend on the recoverer (complete training data): fit once, swap it.
+    paper = timed_fit(shipped(None, seed, quick, recovery_aware=False), PAPER_TRAINING, "default (knn)")
+    for name, recoverer in _recoverers(dataset, quick, seed).items():
+        if only_recoverers and name not in only_recoverers:
+            continue
+        multimodal = getattr(recoverer, "accepts_multimodal_input", False)
+        if multimodal:  # CachedRecovery flattens its input: swap without the cache
+            swapped = copy.copy(paper)
+            swapped.recoverer, swapped.recoverer_ = recoverer, fit_recoverer(recoverer, X_train)
+        else:
+            swapped = with_recoverer(paper, recoverer, X_train)
+        evaluate(swapped, tests, y_test, add, PAPER_TRAINING, name)
+        # Shipped: recovery-aware training depends on the recoverer. "knn" is the default recoverer.
+        model = timed_fit(shipped(None if name == "knn" else clone(recoverer), seed, quick), SHIPPED, name)
+        if not multimodal:
+            model.recoverer_ = CachedRecovery(model.recoverer_)
+        evaluate(model, tests, y_test, add, SHIPPED, name)
+    for name, baseline in baselines(dataset, not quick, seed).items():
+        baseline.fit(flat(X_train), y_train)
+        for rate, X_missing in tests.items():
+            add(model="peer", recoverer="-", rate=rate, method=name,
+                accuracy=float(np.mean(baseline.predict(flat(X_missing)) == y_test)))
+    bank = {}
+    for rate, X_missing in tests.items():
+        add(model="reference", recoverer="-", rate=rate, method=SPECIALISTS,
+            accuracy=float(np.mean(pattern_specialists(X_train, y_train, X_missing, seed, bank) == y_test)))
+    print(f"[{dataset}] seed {seed}: {time.perf_counter() - started:.0f}s", flush=True)
+    return records, fits
+
+
+def _task(args):
+    import torch
+
+    *task, threads = args
+    torch.set_num_threads(threads)
+    return run_seed(*task)
+
+
+def _mean_sd(values):
+    return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
+
+
+def report(records, fits, command=("--jobs", "2"), threads=1):
+    # Runs merged with --report-from repeat the peers and specialists of a seed: keep one.
+    frame = pd.DataFrame(records).drop_duplicates(["dataset", "seed", "model", "recoverer", "rate", "method"])
+    lines = ["# The dilemma: DyMoClassifier as shipped, every recoverer, against the simple pipelines", "",
+             f"Generated by `python -m benchmarks.dilemma {' '.join(command)}` ({frame.seed.nunique()} seed(s), "
+             "mean ± sd, accuracy in %). "
+             f"`{SHIPPED}`: `DyMoClassifier(recoverer=R, random_state=seed, device=\"cpu\")`, every other "
+             f"setting at its default; `{PAPER_TRAINING}`: the same with the paper's training. The `knn` rows "
+             "of the shipped model use the default recoverer (`KNNRecoverer`, KNNImputer's result); the "
+             "others pass the imputer listed in `benchmarks/common.py`. Hand-written reading: "
+             "[benchmark_notes.md](benchmark_notes.md).", ""]
+    for dataset, part in frame.groupby("dataset", sort=False):
+        rates = sorted(part.rate.unique())
+        header = "| model | recoverer | method | " + " | ".join(f"η={r:.2f}" for r in rates) + " |"
+        lines += [f"## {dataset}", "", header, "|" + "---|" * (3 + len(rates))]
+        for (model, recoverer, method), rows in part.groupby(["model", "recoverer", "method"], sort=False):
+            cells = [_mean_sd(rows[rows.rate == r].accuracy) for r in rates]
+            lines.append(f"| {model} | {recoverer} | {method} | " + " | ".join(cells) + " |")
+        lines += ["", "Safety, dymo − none of the same model (worst η, points):", "",
+                  "| model | " + " | ".join(sorted(part[part.model == SHIPPED].recoverer.unique())) + " |",
+                  "|---|" + "---|" * part[part.model == SHIPPED].recoverer.nunique()]
+        for model in (SHIPPED, PAPER_TRAINING):
+            cells = []
+            for recoverer in sorted(part[part.model == SHIPPED].recoverer.unique()):
+                sub = part[(part.model == model) & (part.recoverer == recoverer)]
+                mean = sub.groupby(["rate", "method"]).accuracy.mean().unstack()
+                cells.append(f"{100 * (mean['dymo'] - mean['none']).min():+.1f}")
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        top = rates[-1]
+        at_top = part[part.rate == top].groupby(["model", "recoverer", "method"]).accuracy.mean()
+        dymo = at_top[(SHIPPED, "knn", "dymo")]
+        peers = {method: value for (model, _, method), value in at_top.items() if model == "peer"}
+        peers["none"], peers["all"] = at_top[(SHIPPED, "knn", "none")], at_top[(SHIPPED, "knn", "all")]
+        best = max(peers, key=peers.get)
+        specialist = at_top[("reference", "-", SPECIALISTS)]
+        lines += ["", f"At η = {top:.2f}: shipped dymo (default recoverer) {100 * dymo:.1f}; best of the peers and "
+                  f"its own none/all: {best} {100 * peers[best]:.1f} (gap {100 * (dymo - peers[best]):+.1f}); "
+                  f"pattern specialists {100 * specialist:.1f} (gap {100 * (dymo - specialist):+.1f}).", ""]
+        means = part.groupby(["model", "recoverer", "method", "rate"]).accuracy.mean()
+        gaps = []
+        for rate in rates:
+            rivals = [means[("peer", "-", m, rate)] for m in part[part.model == "peer"].method.unique()]
+            rivals += [means[(SHIPPED, "knn", "none", rate)], means[(SHIPPED, "knn", "all", rate)]]
+            gaps.append((means[(SHIPPED, "knn", "dymo", rate)] - max(rivals), rate))
+        worst, worst_rate = min(gaps)
+        lines += [f"Worst gap of shipped dymo to the best of those over every η: {100 * worst:+.1f} (η = "
+                  f"{worst_rate:.2f}).", "",
+                  f"Ablation at η = {top:.2f} with the default recoverer (none / all / S / I / I+C):", ""]
+        for model in (SHIPPED, PAPER_TRAINING):
+            values = " / ".join(f"{100 * means[(model, 'knn', m, top)]:.1f}" for m in MODES)
+            lines.append(f"- {model}: {values}")
+        lines.append("")
+    fit_frame = pd.DataFrame(fits).groupby(["dataset", "model"]).agg(fit_s=("fit_s", "mean"),
+                                                                     n_epochs=("n_epochs", "mean"))
+    lines += [f"## Fit time ({threads} torch thread(s) per fit, mean over seeds and recoverers)", "", "| data set | model | fit (s) | epochs |",
+              "|---|---|---|---|"]
+    lines += [f"| {d} | {m} | {row.fit_s:.1f} | {row.n_epochs:.1f} |" for (d, m), row in fit_frame.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, small data, 3 epochs")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (0 when --quick)")
+    parser.add_argument("--recoverers", nargs="+", default=None, help="default: every one of the data set")
+    parser.add_argument("--name", default=None, help="output name (default: dilemma, or dilemma_quick)")
+    parser.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
+                        help="only write docs/dilemma.md from the records of these runs")
+    args = parser.parse_args(argv)
+    if args.report_from:
+        runs = [json.loads(open(path).read()) for path in args.report_from]
+        records = [row for run in runs for row in run["records"]]
+        fits = [row for run in runs for row in run["fits"]]
+        folder = output_folder(args.quick)
+        (folder / f"{args.name or 'dilemma'}.md").write_text(report(records, fits, ["--report-from", *args.report_from],
+                                                                      args.threads))
+        return
+    seeds = args.seeds or ((0,) if args.quick else (0, 1, 2))
+    tasks = [(dataset, seed, args.quick, args.recoverers, args.threads) for dataset in args.datasets for seed in seeds]
+    tasks.sort(key=lambda task: task[0] != "polymnist_mnist")  # the longest first
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(_task, tasks))
+    records = [row for result in results for row in result[0]]
+    fits = [row for result in results for row in result[1]]
+    folder = output_folder(args.quick)
+    name = args.name or ("dilemma_quick" if args.quick else "dilemma")
+    (folder / f"{name}.json").write_text(json.dumps(dict(records=records, fits=fits), separators=(",", ":")))
+    (folder / f"{name}.md").write_text(report(records, fits, argv if argv is not None else sys.argv[1:], args.threads))
+    print(f"wrote {folder / name}.md")
+
+
+if __name__ == "__main__":
+    main()
