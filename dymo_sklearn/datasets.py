@@ -9,7 +9,8 @@ from sklearn.utils import check_random_state
 
 from ._input import MultimodalDict, validate_modalities
 
-__all__ = ["make_multiview_digits", "make_multiview_mnist", "load_breast_cancer_views", "apply_missing"]
+__all__ = ["make_multiview_digits", "make_multiview_mnist", "make_multiview_fashion", "load_breast_cancer_views",
+           "apply_missing"]
 
 
 def _backgrounds(n_modalities, shape=(213, 320)):
@@ -118,18 +119,27 @@ def make_multiview_mnist(n_modalities=5, n_samples=None, *, background=0.5, imag
     X : MultimodalDict with keys ``"m0"``, ``"m1"``, ... of shape (n_samples, 1, image_size, image_size)
     y : ndarray of int, shape (n_samples,)
     """
-    if image_size not in (28, 14, 7):
-        raise ValueError(f"image_size must be 28, 14 or 7, got {image_size}.")
+    _check_image_size(image_size)
     if split not in (None, "train", "test"):
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}.")
     images, labels = _load_mnist_5k()
-    if image_size != 28:
-        factor = 28 // image_size
-        images = images.reshape(-1, image_size, factor, image_size, factor).mean(axis=(2, 4))
     if split is not None:
         is_test = np.random.RandomState(12345).random_sample(len(labels)) < _MNIST_TEST_FRACTION
         keep = is_test if split == "test" else ~is_test
         images, labels = images[keep], labels[keep]
+    return _polymnist_tuples(images, labels, n_modalities, n_samples, background, image_size, random_state)
+
+
+def _check_image_size(image_size):
+    if image_size not in (28, 14, 7):
+        raise ValueError(f"image_size must be 28, 14 or 7, got {image_size}.")
+
+
+def _polymnist_tuples(images, labels, n_modalities, n_samples, background, image_size, random_state):
+    """Tuples of different images of one class, each on a crop of its modality's texture."""
+    if image_size != 28:
+        factor = 28 // image_size
+        images = images.reshape(-1, image_size, factor, image_size, factor).mean(axis=(2, 4))
     rng = check_random_state(random_state)
     n_samples = len(labels) if n_samples is None else int(n_samples)
     y = labels[rng.randint(len(labels), size=n_samples)]
@@ -145,6 +155,73 @@ def make_multiview_mnist(n_modalities=5, n_samples=None, *, background=0.5, imag
         crops = np.stack([texture[r:r + side, c:c + side] for r, c in zip(rows, cols)])
         views[f"m{m}"] = np.clip(images[picks] + background * crops, 0.0, 1.0)[:, None].astype(np.float32)
     return MultimodalDict(**views), y
+
+
+FASHION_MNIST_FOLDER = "/usr/share/datasets/fashion-mnist"
+
+
+def _read_idx(path):
+    """Array stored in a gzipped IDX file (the MNIST family's format: magic, sizes, uint8 data)."""
+    import gzip
+
+    try:
+        with gzip.open(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as error:
+        raise ValueError(f"{path} is not a gzipped IDX file of unsigned bytes: {error}") from None
+    if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
+        raise ValueError(f"{path} is not a gzipped IDX file of unsigned bytes.")
+    n_dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(n_dims))
+    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * n_dims)
+    if values.size != int(np.prod(shape)):
+        raise ValueError(f"{path} holds {values.size} values where its header announces {shape}.")
+    return values.reshape(shape)
+
+
+def make_multiview_fashion(n_modalities=5, n_samples=None, *, background=0.5, image_size=28, split="train",
+                           random_state=0, folder=FASHION_MNIST_FOLDER):
+    """PolyMNIST-like data from the 70,000 real Fashion-MNIST images of Debian's package.
+
+    Built like :func:`make_multiview_mnist`; the images come from the gzipped IDX files of
+    ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``; nothing is downloaded
+    at run time). Train tuples are drawn from the 60,000 training images, test tuples from the
+    10,000 test images, so the two never share an image.
+
+    Parameters
+    ----------
+    n_modalities : int, default=5
+    n_samples : int or None, default=None
+        Number of tuples; None gives one per image of the split.
+    background : float, default=0.5
+    image_size : {28, 14, 7}, default=28
+    split : {"train", "test"}, default="train"
+    random_state : int, RandomState or None, default=0
+    folder : str or Path, default="/usr/share/datasets/fashion-mnist"
+
+    Returns
+    -------
+    X : MultimodalDict with keys ``"m0"``, ``"m1"``, ... of shape (n_samples, 1, image_size, image_size)
+    y : ndarray of int, shape (n_samples,)
+    """
+    from pathlib import Path
+
+    _check_image_size(image_size)
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    prefix = "train" if split == "train" else "t10k"
+    paths = [Path(folder) / f"{prefix}-{kind}-idx{dims}-ubyte.gz" for kind, dims in (("images", 3), ("labels", 1))]
+    absent = [str(path) for path in paths if not path.is_file()]
+    if absent:
+        raise FileNotFoundError(
+            f"Fashion-MNIST files {absent} are missing: install Debian's package with "
+            "`apt-get install dataset-fashion-mnist` (or pass folder= where the IDX files are).")
+    images = _read_idx(paths[0]).astype(np.float32) / 255.0
+    labels = _read_idx(paths[1]).astype(np.int64)
+    if images.shape[1:] != (28, 28) or len(images) != len(labels):
+        raise ValueError(f"Expected 28x28 images with one label each in {folder}, got {images.shape} and "
+                         f"{labels.shape}.")
+    return _polymnist_tuples(images, labels, n_modalities, n_samples, background, image_size, random_state)
 
 
 def load_breast_cancer_views():

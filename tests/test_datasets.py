@@ -43,3 +43,37 @@ def test_apply_missing_keeps_one_modality_and_hides_the_requested_share():
         np.testing.assert_array_equal(X_missing[name][observed[:, index]], X[name][observed[:, index]])
     with pytest.raises(ValueError, match="missing_rate"):
         apply_missing(X, 1.5)
+
+
+def _write_idx(path, array):
+    import gzip
+
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_tuples_come_from_the_idx_files(tmp_path):
+    """Catches a misread IDX header (shifted pixels), labels out of step with images, or test tuples
+    drawn from the training images."""
+    from dymo_sklearn.datasets import make_multiview_fashion
+
+    rng = np.random.default_rng(0)
+    for prefix, n, offset in (("train", 30, 0), ("t10k", 20, 128)):
+        labels = np.arange(n) % 3
+        images = (labels[:, None, None] * 40 + offset + rng.integers(0, 20, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", images)
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    X, y = make_multiview_fashion(2, 40, background=0.0, split="train", folder=tmp_path, random_state=1)
+    assert X["m0"].shape == (40, 1, 28, 28) and set(y) == {0, 1, 2}
+    for view in X.values():  # each view shows an image of the sample's own class, from the train file
+        level = view[:, 0].mean(axis=(1, 2)) * 255
+        np.testing.assert_array_less(np.abs(level - (y * 40 + 9.5)), 2.5)
+    X_test, y_test = make_multiview_fashion(2, 10, background=0.0, split="test", folder=tmp_path, image_size=14)
+    assert X_test["m1"].shape == (10, 1, 14, 14)
+    assert (X_test["m1"].mean(axis=(1, 2, 3)) * 255 > 127).all()
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        make_multiview_fashion(folder=tmp_path / "nowhere")
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz is not a gzipped IDX file"):
+        make_multiview_fashion(folder=tmp_path)
