@@ -57,6 +57,22 @@ def test_log_proba_proba_and_predict_agree(fitted):
     assert np.isfinite(log_proba).all()
 
 
+def test_decision_function_is_the_logits(fitted):
+    """Catches scores out of step with predict_proba, and the wrong shape for two classes."""
+    clf, X, y = fitted
+    scores = clf.decision_function(X)
+    assert scores.shape == (len(y), len(clf.classes_))
+    shifted = np.exp(scores - scores.max(1, keepdims=True))
+    np.testing.assert_allclose(shifted / shifted.sum(1, keepdims=True), clf.predict_proba(X), rtol=1e-6, atol=1e-9)
+    two = np.isin(y, clf.classes_[:2])
+    binary = tiny_classifier().fit({name: np.asarray(a)[two] for name, a in X.items()}, y[two])
+    X_two = {name: np.asarray(a)[two] for name, a in X.items()}
+    margin = binary.decision_function(X_two)
+    assert margin.shape == (int(two.sum()),)
+    np.testing.assert_allclose(1 / (1 + np.exp(-margin)), binary.predict_proba(X_two)[:, 1], rtol=1e-6)
+    np.testing.assert_array_equal(binary.classes_[(margin > 0).astype(int)], binary.predict(X_two))
+
+
 def test_explain_is_batched_and_matches_predict(fitted):
     clf, X, _ = fitted
     X_missing = X

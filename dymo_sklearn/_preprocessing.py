@@ -1,0 +1,183 @@
+"""Per-modality preprocessing that keeps missing modalities missing: :class:`ModalityTransformer`."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ._input import MultimodalDict, observed_modalities, validate_modalities
+
+__all__ = ["ModalityTransformer"]
+
+_SPECIAL = ("passthrough", "drop")
+
+
+def _is_special(transformer):
+    return isinstance(transformer, str) and transformer in _SPECIAL
+
+
+class ModalityTransformer(TransformerMixin, BaseEstimator):
+    """Apply a scikit-learn transformer to each modality, on the samples that have it.
+
+    The multimodal counterpart of ``ColumnTransformer``: put it before a
+    :class:`~dymo_sklearn.DyMoClassifier` in a Pipeline to scale a lab table or reduce an image
+    without touching the other modalities. Each transformer is cloned and fitted on the rows
+    where its modality is present (some entry observed), on the modality flattened to
+    ``(n_rows, n_features)``; a sample missing the modality stays missing (all NaN, at the
+    transformer's output width). When the output width equals the input width the per-sample
+    shape is kept (an image stays an image); otherwise the modality becomes ``(n, width)``.
+    Missing entries inside a present row go to the transformer as NaN (``StandardScaler`` and
+    most scikit-learn scalers ignore them in fit and keep them in transform).
+
+    Parameters
+    ----------
+    transformers : dict of str to transformer, "passthrough" or "drop"
+        The transformer of each named modality. Nested parameters are reachable as
+        ``<modality>__<parameter>``, e.g. ``modalitytransformer__labs__with_mean`` in a grid.
+    remainder : {"passthrough", "drop"}, default="passthrough"
+        What happens to modalities that ``transformers`` does not name.
+
+    Attributes
+    ----------
+    transformers_ : dict of str to fitted transformer, "passthrough" or "drop"
+    modalities_ : list of str
+        Modalities seen in fit, in order.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> model = make_pipeline(ModalityTransformer({"labs": StandardScaler()}),
+    ...                       DyMoClassifier())  # doctest: +SKIP
+    """
+
+    def __init__(self, transformers, *, remainder="passthrough"):
+        self.transformers = transformers
+        self.remainder = remainder
+
+    # ------------------------------------------------------------ parameters
+    def get_params(self, deep=True):
+        params = super().get_params(deep=False)
+        if deep and isinstance(self.transformers, dict):
+            for name, transformer in self.transformers.items():
+                params[name] = transformer
+                if hasattr(transformer, "get_params"):
+                    params.update({f"{name}__{key}": value for key, value in transformer.get_params(deep=True).items()})
+        return params
+
+    def set_params(self, **params):
+        own = {key: params.pop(key) for key in ("transformers", "remainder") if key in params}
+        super().set_params(**own)
+        if params:
+            transformers = dict(self.transformers)  # never edit the dict the caller passed
+            nested = {}
+            for key, value in params.items():
+                name, _, sub = key.partition("__")
+                if name not in transformers:
+                    raise ValueError(f"Invalid parameter {key!r} for ModalityTransformer: no modality {name!r} "
+                                     f"among {sorted(transformers)}.")
+                if sub:
+                    nested.setdefault(name, {})[sub] = value
+                else:
+                    transformers[name] = value
+            for name, values in nested.items():
+                transformers[name] = clone(transformers[name]).set_params(**values)
+            self.transformers = transformers
+        return self
+
+    def set_output(self, *, transform=None):
+        """Forward ``set_output`` to every transformer; the output stays a :class:`MultimodalDict`."""
+        if isinstance(self.transformers, dict):
+            for transformer in self.transformers.values():
+                if hasattr(transformer, "set_output"):
+                    transformer.set_output(transform=transform)
+        return self
+
+    # ------------------------------------------------------------------- fit
+    def _check_parameters(self):
+        if not isinstance(self.transformers, dict):
+            raise TypeError(f"transformers must be a dict of modality name to transformer, got "
+                            f"{type(self.transformers).__name__}.")
+        if self.remainder not in _SPECIAL:
+            raise ValueError(f"remainder must be 'passthrough' or 'drop', got {self.remainder!r}.")
+        for name, transformer in self.transformers.items():
+            if not (_is_special(transformer) or (hasattr(transformer, "fit") and hasattr(transformer, "transform"))):
+                raise TypeError(f"The transformer of modality {name!r} must have fit and transform, or be "
+                                f"'passthrough' or 'drop'; got {transformer!r}.")
+
+    def fit(self, X, y=None):
+        """Fit each modality's transformer on the samples where that modality is present.
+
+        Parameters
+        ----------
+        X : dict of str to array-like or MultimodalDict
+        y : array-like of shape (n_samples,), optional
+            Passed on (restricted to the same rows) to transformers that use it.
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        arrays = validate_modalities(X)
+        unknown = sorted(set(self.transformers) - set(arrays))
+        if unknown:
+            raise ValueError(f"transformers names modalities {unknown} that X does not have: {list(arrays)}.")
+        present, _ = observed_modalities(arrays)
+        self.modalities_ = list(arrays)
+        self.transformers_ = {}
+        for index, (name, array) in enumerate(arrays.items()):
+            transformer = self.transformers.get(name, self.remainder)
+            if _is_special(transformer):
+                self.transformers_[name] = transformer
+                continue
+            rows = present[:, index]
+            if not rows.any():
+                raise ValueError(f"Modality {name!r} is missing in every sample: its transformer cannot be fitted.")
+            self.transformers_[name] = clone(transformer).fit(array[rows].reshape(int(rows.sum()), -1),
+                                                               None if y is None else np.asarray(y)[rows])
+        return self
+
+    def transform(self, X):
+        """Transformed modalities as a :class:`MultimodalDict`; missing samples stay all-NaN.
+
+        A modality absent from ``X`` stays absent (missing for every sample).
+        """
+        check_is_fitted(self)
+        arrays = validate_modalities(X)
+        present, _ = observed_modalities(arrays)
+        out = {}
+        for index, (name, array) in enumerate(arrays.items()):
+            transformer = self.transformers_.get(name)
+            if transformer is None:
+                raise ValueError(f"Modality {name!r} was not seen in fit; fitted on {self.modalities_}.")
+            if isinstance(transformer, str):
+                if transformer == "passthrough":
+                    out[name] = array
+                continue
+            out[name] = self._transform_modality(name, transformer, array, present[:, index])
+        return MultimodalDict(**out)
+
+    @staticmethod
+    def _transform_modality(name, transformer, array, rows):
+        n_samples = array.shape[0]
+        flat = array.reshape(n_samples, -1)
+        if rows.any():
+            values = np.asarray(transformer.transform(flat[rows]), dtype=np.float64)
+        else:  # nobody in X has it: all missing, at the transformer's output width
+            width = (len(transformer.get_feature_names_out()) if hasattr(transformer, "get_feature_names_out")
+                     else flat.shape[1])
+            values = np.empty((0, width))
+        if values.ndim != 2:
+            raise ValueError(f"The transformer of modality {name!r} returned shape {values.shape}; expected 2-D.")
+        output = np.full((n_samples, values.shape[1]), np.nan)
+        output[rows] = values
+        if values.shape[1] == flat.shape[1]:
+            output = output.reshape(array.shape)
+        return output.astype(np.float32)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags

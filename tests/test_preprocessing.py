@@ -1,0 +1,92 @@
+"""ModalityTransformer: per-modality preprocessing that keeps missing modalities missing."""
+
+import pickle
+
+import numpy as np
+import pytest
+from helpers import tiny_classifier
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from dymo_sklearn import ModalityTransformer, MultimodalDict
+
+
+@pytest.fixture
+def labs_and_scan():
+    rng = np.random.default_rng(0)
+    labs = rng.normal(50, 10, (60, 4)).astype(np.float32)
+    labs[:15] = np.nan  # 15 samples without labs
+    labs[20, 1] = np.nan  # one missing entry
+    scan = rng.normal(0, 1, (60, 1, 8, 8)).astype(np.float32)
+    scan[40:] = np.nan
+    return MultimodalDict(labs=labs, scan=scan)
+
+
+def test_fits_on_present_rows_and_keeps_missing_rows_missing(labs_and_scan):
+    """Catches statistics polluted by missing rows (NaN or zeros), and missing rows filled in."""
+    X = labs_and_scan
+    out = ModalityTransformer({"labs": StandardScaler()}).fit(X).transform(X)
+    present = X["labs"][15:].astype(np.float64)
+    expected = (present - np.nanmean(present, 0)) / np.nanstd(present, 0)
+    np.testing.assert_allclose(out["labs"][15:], expected, rtol=1e-5, atol=1e-5, equal_nan=True)
+    assert np.isnan(out["labs"][:15]).all() and np.isnan(out["labs"][20, 1])
+    np.testing.assert_array_equal(out["scan"], X["scan"])  # remainder passes through
+
+
+def test_output_width_and_shape(labs_and_scan):
+    """Catches a reshape to the input shape when the width changed, or images flattened needlessly."""
+    X = labs_and_scan
+    out = ModalityTransformer({"scan": PCA(n_components=3), "labs": StandardScaler()}).fit(X).transform(X)
+    assert out["scan"].shape == (60, 3) and np.isnan(out["scan"][40:]).all() and np.isfinite(out["scan"][:40]).all()
+    same = ModalityTransformer({"scan": StandardScaler()}).fit(X).transform(X)
+    assert same["scan"].shape == (60, 1, 8, 8)
+    dropped = ModalityTransformer({"labs": StandardScaler()}, remainder="drop").fit(X).transform(X)
+    assert list(dropped) == ["labs"]
+    assert list(ModalityTransformer({"labs": "drop"}).fit(X).transform(X)) == ["scan"]
+
+
+def test_pipeline_grid_search_clone_and_pickle(image_table_data):
+    """Catches nested parameters that do not reach the transformer, and set_params editing the
+    caller's dict."""
+    X, y = image_table_data
+    scaler = StandardScaler()
+    transformers = {"table": scaler}
+    pipeline = make_pipeline(ModalityTransformer(transformers), tiny_classifier(max_epochs=2))
+    search = GridSearchCV(pipeline, {"modalitytransformer__table__with_mean": [True, False]}, cv=2,
+                          error_score="raise").fit(X[:200], y[:200])
+    assert search.best_params_["modalitytransformer__table__with_mean"] in (True, False)
+    assert scaler.get_params()["with_mean"] is True and transformers == {"table": scaler}
+    fitted = search.best_estimator_.named_steps["modalitytransformer"]
+    assert fitted.transformers_["table"].with_mean == search.best_params_["modalitytransformer__table__with_mean"]
+    pipeline.set_params(modalitytransformer__table__with_std=False)
+    assert pipeline.named_steps["modalitytransformer"].transformers["table"].with_std is False
+    assert scaler.with_std is True
+    copy = clone(fitted)
+    assert not hasattr(copy, "transformers_") and copy.get_params()["table__with_std"] is True
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.transform(X)["table"], fitted.transform(X)["table"])
+
+
+def test_set_output_is_forwarded_and_the_output_stays_a_multimodal_dict(labs_and_scan):
+    transformer = ModalityTransformer({"labs": StandardScaler()}).set_output(transform="pandas")
+    assert transformer.transformers["labs"].get_params() and transformer.transformers["labs"]._sklearn_output_config
+    out = transformer.fit(labs_and_scan).transform(labs_and_scan)
+    assert isinstance(out, MultimodalDict) and isinstance(out["labs"], np.ndarray)
+
+
+def test_bad_parameters_name_the_modality(labs_and_scan):
+    X = labs_and_scan
+    with pytest.raises(ValueError, match=r"modalities \['vitals'\] that X does not have"):
+        ModalityTransformer({"vitals": StandardScaler()}).fit(X)
+    with pytest.raises(TypeError, match="modality 'labs' must have fit and transform"):
+        ModalityTransformer({"labs": 3}).fit(X)
+    with pytest.raises(ValueError, match="remainder must be"):
+        ModalityTransformer({}, remainder="keep").fit(X)
+    empty = MultimodalDict(labs=np.full((5, 2), np.nan), scan=np.ones((5, 3)))
+    with pytest.raises(ValueError, match="'labs' is missing in every sample"):
+        ModalityTransformer({"labs": StandardScaler()}).fit(empty)
+    with pytest.raises(ValueError, match="no modality 'vitals'"):
+        ModalityTransformer({"labs": StandardScaler()}).set_params(vitals__with_mean=False)
