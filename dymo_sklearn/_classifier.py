@@ -58,7 +58,7 @@ class DyMoClassifier(MultimodalClassifier):
     acceptance_threshold : float or "auto", default=0.0
         A candidate is accepted only if its reward exceeds this; 0 is the paper's rule and the
         benchmarked default (with recovery-aware training never more than 0.2 points below
-        discarding with mean, iterative or KNN recovery, see docs/dilemma.md; with the paper's
+        discarding with mean, iterative, KNN or multimodal-VAE recovery, see docs/dilemma.md; with the paper's
         training and mean imputation of images 3–6 points below at η = 0.8, docs/benchmarks.md).
         "auto" holds out ``calibration_fraction`` of the training samples (also used for early
         stopping), hides modalities of theirs at random, recovers them with a recoverer fitted
@@ -79,7 +79,7 @@ class DyMoClassifier(MultimodalClassifier):
         learned per-modality embedding marks recovered tokens, in training and at prediction,
         so the network learns how far to trust each recovered modality. Costs two more
         recoverer fits, one recovery of the training data, two more copies of it in memory and
-        one more fusion pass per minibatch (1.4-1.6x the fit time in docs/dilemma.md).
+        one more fusion pass per minibatch (1.3-2.0x the fit time in docs/dilemma.md).
     encoders : dict of str to {"vector", "image"} or callable, default=None
         Encoder of each modality; unlisted ones are inferred from the shape ((C, H, W) with
         C <= 4 and H, W >= 4 is an image, anything else is flattened). A callable
