@@ -63,6 +63,17 @@ def device_generator(seed, device):
     return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
 
 
+def random_present_subset(present, generator):
+    """(B, M) bool: each present modality kept with probability 1/2, and one random present
+    modality kept where the coin flips left none."""
+    keep = (torch.rand(present.shape, generator=generator, device=present.device) < 0.5) & present
+    empty = ~keep.any(dim=1)
+    if empty.any():
+        pick = torch.multinomial(present[empty].float(), 1, generator=generator).squeeze(1)
+        keep[empty.nonzero(as_tuple=True)[0], pick] = True
+    return keep
+
+
 def dropout(values, rate, training, generator):
     """Inverted dropout drawing its mask from ``generator`` (``F.dropout`` cannot take one)."""
     if not training or rate == 0:

@@ -87,15 +87,13 @@ class CandidateFusion:
         self.tokens_recovered = tokens_recovered
         self.present = present
         self.candidates = candidates
-        self.token_modality = network.token_modality
 
     def presence(self, rows, taken):
         return self.present[rows] | taken
 
     def fuse(self, rows, taken):
-        use_recovered = taken[:, self.token_modality][..., None]
-        tokens = torch.where(use_recovered, self.tokens_recovered[rows], self.tokens_observed[rows])
-        return self.network.fuse(tokens, self.presence(rows, taken))
+        return self.network.fuse_versions(self.tokens_observed[rows], self.tokens_recovered[rows], self.present[rows],
+                                          taken)
 
 
 @dataclass

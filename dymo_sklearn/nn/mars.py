@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._random import Stochastic
+from .._random import Stochastic, random_present_subset
 from .network import DyMoNetwork
 
 
@@ -65,12 +65,7 @@ class MARSNetwork(Stochastic, nn.Module):
         return self.mixture(hidden, gates), gates
 
     def _partial_patterns(self, present):
-        keep = (torch.rand(present.shape, generator=self.generator, device=present.device) < 0.5) & present
-        empty = ~keep.any(dim=1)
-        if empty.any():
-            pick = torch.multinomial(present[empty].float(), 1, generator=self.generator).squeeze(1)
-            keep[empty.nonzero(as_tuple=True)[0], pick] = True
-        return keep
+        return random_present_subset(present, self.generator)
 
     def forward(self, **inputs):
         tokens, present = self.encode(inputs)
@@ -91,7 +86,8 @@ class MARSNetwork(Stochastic, nn.Module):
             with torch.no_grad():
                 disagreement = (torch.softmax(routing_logits, 1) - torch.softmax(feature_logits, 1)).abs().mean(0)
                 boost = 1.0 + disagreement / (disagreement.mean() + 1e-8)
-            routing_logits = routing_logits + torch.randn(routing_logits.shape, generator=self.generator, device=routing_logits.device) * noise_scale * boost
+            noise = torch.randn(routing_logits.shape, generator=self.generator, device=routing_logits.device)
+            routing_logits = routing_logits + noise * noise_scale * boost
         gates = top_k_gates(routing_logits, self.top_k)
         partial_logits = self.mixture(part, gates)
         full_logits = self.backbone.classifier(full)

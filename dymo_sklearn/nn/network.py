@@ -170,6 +170,12 @@ class DyMoNetwork(Stochastic, nn.Module):
         self.pass_counts["fusion"] += tokens.shape[0]
         return self.fusion(tokens, present)
 
+    def fuse_versions(self, tokens_observed, tokens_recovered, present, taken):
+        """[CLS] (B, d) of each sample's observed tokens with the recovered versions of the
+        ``taken`` (B, M) modalities swapped in."""
+        use_recovered = taken[:, self.token_modality][..., None]
+        return self.fuse(torch.where(use_recovered, tokens_recovered, tokens_observed), present | taken)
+
     def heads(self, hidden):
         """Logits (B, K) and projected representation z (B, P)."""
         return self.classifier(hidden), self.projection(hidden)
@@ -274,9 +280,7 @@ class DyMoNetwork(Stochastic, nn.Module):
         each recovered candidate is taken with probability 1/2, as selection takes some."""
         tokens_observed, tokens_recovered, present, candidates = self.encode_versions(hidden, recovered)
         coins = torch.rand(candidates.shape, generator=self.generator, device=candidates.device) < 0.5
-        taken = candidates & coins
-        tokens = torch.where(taken[:, self.token_modality][..., None], tokens_recovered, tokens_observed)
-        return self.heads(self.fuse(tokens, present | taken))
+        return self.heads(self.fuse_versions(tokens_observed, tokens_recovered, present, candidates & coins))
 
     def _drop_entries(self, observed):
         """Hide a random fraction U(0, entry_dropout) of each sample's observed entries."""

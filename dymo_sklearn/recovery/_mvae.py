@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .._random import Stochastic
+from .._random import Stochastic, random_present_subset
 from ..nn.encoders import build_encoder
 from ._neural import NeuralRecoverer
 
@@ -60,12 +60,7 @@ class MultimodalVAE(Stochastic, nn.Module):
     def forward(self, **batch):
         values, observed = self._inputs(batch)
         present = torch.stack([mask.flatten(1).any(dim=1) for mask in observed], dim=1)
-        use = (torch.rand(present.shape, generator=self.generator, device=present.device) < 0.5) & present
-        empty = ~use.any(dim=1)
-        # Keep one random present modality where the coin flips left none.
-        pick = torch.multinomial(present[empty].float(), 1, generator=self.generator).squeeze(1) if empty.any() else None
-        if pick is not None:
-            use[empty.nonzero(as_tuple=True)[0], pick] = True
+        use = random_present_subset(present, self.generator)
         mean, log_var = self.posterior(values, observed, use.float())
         z = mean + torch.randn(mean.shape, generator=self.generator, device=mean.device) * torch.exp(0.5 * log_var)
         reconstruction = 0.0
