@@ -63,7 +63,7 @@ def test_pipeline_grid_search_clone_and_pickle(image_table_data):
     assert fitted.transformers_["table"].with_mean == search.best_params_["modalitytransformer__table__with_mean"]
     pipeline.set_params(modalitytransformer__table__with_std=False)
     assert pipeline.named_steps["modalitytransformer"].transformers["table"].with_std is False
-    assert scaler.with_std is True
+    assert scaler.with_std is True and transformers["table"] is scaler  # the caller's dict is left alone
     copy = clone(fitted)
     assert not hasattr(copy, "transformers_") and copy.get_params()["table__with_std"] is True
     restored = pickle.loads(pickle.dumps(fitted))
