@@ -2,10 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
 from sklearn.impute import KNNImputer
+from sklearn.metrics.pairwise import nan_euclidean_distances as sklearn_nan_euclidean
 
 from dymo_sklearn.datasets import apply_missing, make_multiview_digits
 from dymo_sklearn.recovery import KNNRecoverer
+from dymo_sklearn.recovery._knn import _MAX_PATTERNS_GROUPED, nan_euclidean_distances
 
 
 def _flat(X):
@@ -74,3 +77,19 @@ def test_float32_input_matches_within_float32_rounding(digits_with_gaps):
     expected = KNNImputer(weights="distance").fit(train).transform(test)
     ours = KNNRecoverer(weights="distance", device="cpu").fit(train).transform(test)
     np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("scattered", [False, True], ids=["whole-modality gaps", "scattered gaps"])
+@pytest.mark.parametrize("complete_donors", [True, False])
+def test_distances_equal_scikit_learns_per_pattern_and_all_at_once(scattered, complete_donors):
+    """Whole-modality gaps leave few patterns, computed pattern by pattern on the observed columns;
+    scattered gaps leave more than the grouping takes, computed at once; both equal scikit-learn."""
+    X, _ = make_multiview_digits(3, n_samples=260, random_state=0)
+    donors = X[:60] if complete_donors else apply_missing(X[:60], 0.34, random_state=2)
+    donors, rows = _flat(donors).astype(np.float64), _flat(apply_missing(X[60:], 0.67, random_state=3)).astype(np.float64)
+    if scattered:
+        rows[np.random.default_rng(0).random(rows.shape) < 0.05] = np.nan
+    n_patterns = len(np.unique(np.isnan(rows), axis=0))
+    assert (n_patterns > _MAX_PATTERNS_GROUPED) == scattered
+    ours = nan_euclidean_distances(torch.as_tensor(rows), torch.as_tensor(donors)).numpy()
+    np.testing.assert_allclose(ours, sklearn_nan_euclidean(rows, donors), rtol=1e-9, atol=1e-9)

@@ -14,18 +14,42 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._devices import resolve_device
 
 
+# Rows that observe the same columns are compared on those columns only; beyond this many distinct
+# patterns in a batch the per-pattern products cost more in overhead than the skipped columns save.
+_MAX_PATTERNS_GROUPED = 32
+
+
 def nan_euclidean_distances(X, Y):
     """Euclidean distances over the coordinates both rows observe, scaled up to all coordinates.
 
     d(x, y)^2 = (n_features / n_common) * sum over common coordinates of (x - y)^2, NaN when
     two rows share no observed coordinate: scikit-learn's ``nan_euclidean_distances``.
     """
-    x_present, y_present = ~torch.isnan(X), ~torch.isnan(Y)
-    x, y = torch.nan_to_num(X, nan=0.0), torch.nan_to_num(Y, nan=0.0)
-    xp, yp = x_present.to(X.dtype), y_present.to(Y.dtype)
-    squared = (x * x) @ yp.T + xp @ (y * y).T - 2.0 * (x @ y.T)
-    common = xp @ yp.T
-    squared = squared.clamp_min(0.0) / common.clamp_min(1.0) * X.shape[1]
+    x_present = ~torch.isnan(X)
+    patterns, pattern_of_row = torch.unique(x_present, dim=0, return_inverse=True)
+    if len(patterns) > _MAX_PATTERNS_GROUPED:
+        return _restricted_distances(X, Y, X.shape[1])
+    # A coordinate a row does not observe adds zero to every term, so leaving it out of the
+    # products changes nothing but the work: with whole modalities missing most columns go.
+    distances = torch.empty(X.shape[0], Y.shape[0], dtype=X.dtype, device=X.device)
+    for index, columns in enumerate(patterns):
+        rows = torch.nonzero(pattern_of_row == index).squeeze(1)
+        distances[rows] = _restricted_distances(X[rows][:, columns], Y[:, columns], X.shape[1])
+    return distances
+
+
+def _restricted_distances(X, Y, n_features):
+    """nan-Euclidean distances on the given columns, scaled to ``n_features`` coordinates."""
+    x_missing, y_missing = torch.isnan(X), torch.isnan(Y)
+    if not (x_missing.any() or y_missing.any()):  # the usual case after grouping: one product, not four
+        squared = (X * X).sum(dim=1, keepdim=True) + (Y * Y).sum(dim=1) - 2.0 * (X @ Y.T)
+        common = torch.full_like(squared, X.shape[1])
+    else:
+        x, x_present = torch.nan_to_num(X, nan=0.0), (~x_missing).to(X.dtype)
+        y, y_present = torch.nan_to_num(Y, nan=0.0), (~y_missing).to(Y.dtype)
+        squared = (x * x) @ y_present.T + x_present @ (y * y).T - 2.0 * (x @ y.T)
+        common = x_present @ y_present.T
+    squared = squared.clamp_min(0.0) / common.clamp_min(1.0) * n_features
     return torch.where(common > 0, squared.sqrt(), torch.full_like(squared, float("nan")))
 
 
