@@ -16,15 +16,16 @@ from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
 from skorch.dataset import Dataset, ValidSplit
 from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
 from ._devices import resolve_device
 from ._random import fit_seed
-
+from ._training import SAMPLE_WEIGHT
 from ._input import (
     check_some_modality_observed,
     observed_modalities,
@@ -52,6 +53,7 @@ SHARED_PARAMETER_CONSTRAINTS = {
     "patience": [Interval(Integral, 1, None, closed="left")],
     "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
     "device": [StrOptions({"auto", "cpu", "cuda"})],
+    "class_weight": [dict, StrOptions({"balanced"}), None],
     "random_state": ["random_state"],
     "verbose": ["verbose"],
 }
@@ -192,7 +194,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         return bool(self.early_stopping)
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Train the network through skorch, then fit what the estimator derives from it.
 
         Parameters
@@ -200,6 +202,11 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
             NaN marks missing entries; an all-NaN modality is a missing modality.
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample, multiplied by ``class_weight``; the product is
+            rescaled to mean 1, so only relative weights matter. It weighs the training and
+            validation losses, the class prototypes and every per-subset statistic. The
+            recoverer is fitted unweighted (scikit-learn's imputers take no weights).
 
         Returns
         -------
@@ -207,20 +214,45 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         """
         try:
             arrays, present, y_encoded, specs = self._start_fit(X, y)
+            weights = self._sample_weights(y_encoded, sample_weight)
             seed = fit_seed(self.random_state)
             fit_rows, held_out_rows = self._held_out_rows(y_encoded, seed)
             fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
             network_inputs = self._prepare_fit(fit_arrays, seed)
-            train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed)
+            if weights is not None:
+                network_inputs = {**network_inputs, SAMPLE_WEIGHT: weights[fit_rows]}
+            train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed, weights)
             self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed)
             self.net_.fit(network_inputs, y_encoded[fit_rows])
-            self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed)
+            self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights)
         except BaseException:
             # A failed (re)fit leaves the estimator unfitted, never half old and half new.
             for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
                 delattr(self, name)
             raise
         return self
+
+    def _sample_weights(self, y_encoded, sample_weight):
+        """float32 weights of mean 1 from ``sample_weight`` and ``class_weight``; None for neither,
+        so unweighted training takes exactly the unweighted path."""
+        if sample_weight is None and self.class_weight is None:
+            return None
+        weights = _check_sample_weight(sample_weight, y_encoded, dtype=np.float64, ensure_non_negative=True)
+        if self.class_weight is not None:
+            class_weight = self.class_weight
+            if isinstance(class_weight, dict):
+                unknown = [label for label in class_weight if label not in set(self.classes_.tolist())]
+                if unknown:
+                    raise ValueError(f"class_weight names labels {unknown} that are not in y; the classes are "
+                                     f"{self.classes_.tolist()}.")
+                class_weight = {int(np.flatnonzero(self.classes_ == label)[0]): value
+                                for label, value in class_weight.items()}
+            weights = weights * compute_sample_weight(class_weight, y_encoded)
+        if not weights.sum() > 0:
+            raise ValueError("sample_weight (times class_weight) is zero for every sample: nothing to learn from.")
+        if not np.isfinite(weights).all() or not np.isfinite(weights.sum()):
+            raise ValueError("sample_weight (times class_weight) must be finite and sum to a finite number.")
+        return (weights / weights.mean()).astype(np.float32)
 
     # Parameters added after the first saved format, with the value that reproduces older files.
     _parameters_added_later = {}
@@ -237,12 +269,14 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         """
         return fit_arrays
 
-    def _train_split(self, arrays, y_encoded, fit_rows, held_out_rows, seed):
+    def _train_split(self, arrays, y_encoded, fit_rows, held_out_rows, seed, weights=None):
         """skorch's validation split: the held-out rows when there are some, else a stratified one."""
         if not self._use_validation(y_encoded[fit_rows]):
             return None
         if held_out_rows is not None:
             held_out = {name: array[held_out_rows] for name, array in arrays.items()}
+            if weights is not None:
+                held_out[SAMPLE_WEIGHT] = weights[held_out_rows]
             return predefined_split(Dataset(held_out, y_encoded[held_out_rows]))
         return ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
 
@@ -250,8 +284,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         """Hook: the skorch net to train (see ``_training.build_net``), seeded with ``seed``."""
         raise NotImplementedError
 
-    def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed):
-        """Hook: fitted state derived from the trained network."""
+    def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights=None):
+        """Hook: fitted state derived from the trained network (``weights``: per sample, or None)."""
 
     def _module_kwargs(self, specs=None):
         """Keyword arguments shared by the networks: modalities, encoders and size."""

@@ -108,6 +108,10 @@ class DyMoClassifier(MultimodalClassifier):
     predict_batch_size : int, default=1024
         Samples per batch at predict time; memory stays bounded whatever the input size.
     device : {"auto", "cpu", "cuda"}, default="auto"
+    class_weight : dict, "balanced" or None, default=None
+        Weight of each class (keyed by label), multiplied into ``sample_weight`` at fit;
+        "balanced" weighs classes inversely to their frequency, ``n_samples / (n_classes *
+        count)``, as in scikit-learn. None: every class weighs 1.
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
         When positive: training progress (skorch's epoch table and progress bar) and a progress
@@ -191,6 +195,7 @@ class DyMoClassifier(MultimodalClassifier):
         patience=5,
         predict_batch_size=1024,
         device="auto",
+        class_weight=None,
         random_state=None,
         verbose=0,
     ):
@@ -223,11 +228,12 @@ class DyMoClassifier(MultimodalClassifier):
         self.patience = patience
         self.predict_batch_size = predict_batch_size
         self.device = device
+        self.class_weight = class_weight
         self.random_state = random_state
         self.verbose = verbose
 
     # ------------------------------------------------------------------- fit
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the recoverer, train the network, and fit prototypes and ICS statistics.
 
         Parameters
@@ -235,15 +241,19 @@ class DyMoClassifier(MultimodalClassifier):
         X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
             Modalities of shape (n_samples, ...); NaN marks missing entries.
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative per-sample weights, multiplied by ``class_weight`` and rescaled to mean
+            1: they weigh the losses, the prototypes and the subset statistics (prototypes and
+            ICS scales are weighted means). The recoverer is fitted unweighted.
 
         Returns
         -------
         self : DyMoClassifier
         """
-        return super().fit(X, y)
+        return super().fit(X, y, sample_weight=sample_weight)
 
     _saved_arrays = ("subset_codes_", "subset_prototypes_", "ics_sigma_")
-    _parameters_added_later = {"recovery_aware": False}
+    _parameters_added_later = {"recovery_aware": False, "class_weight": None}
     _saved_scalars = ("acceptance_threshold_",)
     _saved_estimator = ("recoverer", "recoverer_")
 
@@ -285,9 +295,9 @@ class DyMoClassifier(MultimodalClassifier):
                          distance=self.distance, temperature=self.temperature, aux_weight=self.aux_weight,
                          **self._training_kwargs(train_split, device, seed))
 
-    def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed):
+    def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights=None):
         self._fit_statistics({name: array[fit_rows] for name, array in arrays.items()}, present[fit_rows],
-                             y_encoded[fit_rows], seed)
+                             y_encoded[fit_rows], seed, None if weights is None else weights[fit_rows])
         if held_out_rows is None:
             self.acceptance_threshold_ = 0.0 if self.acceptance_threshold == "auto" else self.acceptance_threshold
             self.__dict__.pop("calibration_accuracy_", None)  # from an earlier fit with a held-out part
@@ -315,7 +325,7 @@ class DyMoClassifier(MultimodalClassifier):
                     for index, threshold in enumerate(thresholds)}
         return best_threshold(accuracy, len(y_held_out)), accuracy
 
-    def _fit_statistics(self, arrays, present, y_encoded, seed):
+    def _fit_statistics(self, arrays, present, y_encoded, seed, weights=None):
         network = self.net_.module_.eval()
         device = self.net_.device
         present_codes = subset_codes(torch.as_tensor(present)).numpy()
@@ -326,7 +336,8 @@ class DyMoClassifier(MultimodalClassifier):
                 rows = slice(start, start + self.predict_batch_size)
                 with torch.no_grad():
                     tokens, present_batch = network.encode(_tensors({n: a[rows] for n, a in arrays.items()}, device))
-                yield tokens, present_batch, torch.as_tensor(y_encoded[rows], device=device)
+                yield (tokens, present_batch, torch.as_tensor(y_encoded[rows], device=device),
+                       None if weights is None else torch.as_tensor(weights[rows], device=device))
 
         statistics = fit_subset_statistics(network, batches, len(self.classes_), codes, self.distance)
         self.subset_codes_ = statistics.codes

@@ -17,12 +17,13 @@ from sklearn.utils._param_validation import Interval
 
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _tensors, check_finite_outputs
 from ._input import observed_modalities
-from ._training import SeededNet, build_net
+from ._training import SeededNet, batch_weights, build_net, weighted_loss
 from .nn.mars import MARSNetwork
 
 
 class _MARSNet(SeededNet):
-    """Loss = CE(full) + CE(partial, routed) + weighted distillation, noise and load terms.
+    """Loss = CE(full) + CE(partial, routed) + weighted distillation, noise and load terms; the
+    two cross-entropies weigh each sample by its weight when the batch carries ``SAMPLE_WEIGHT``.
 
     The validation loss is the cross-entropy of the inference path (feature router only).
     """
@@ -34,9 +35,11 @@ class _MARSNet(SeededNet):
     def get_loss(self, y_pred, y_true, X=None, training=False):
         full_logits, partial_logits, auxiliary = y_pred
         y_true = y_true.to(full_logits.device).long()
+        sample_weights = batch_weights(X, full_logits.device)
+        loss = weighted_loss(F.cross_entropy, full_logits, y_true, sample_weights)
         if partial_logits is None:
-            return F.cross_entropy(full_logits, y_true)
-        loss = F.cross_entropy(full_logits, y_true) + F.cross_entropy(partial_logits, y_true)
+            return loss
+        loss = loss + weighted_loss(F.cross_entropy, partial_logits, y_true, sample_weights)
         return loss + sum(self.weights[name] * value for name, value in auxiliary.items())
 
 
@@ -65,6 +68,8 @@ class MARSClassifier(MultimodalClassifier):
         Training through skorch, as in DyMoClassifier.
     predict_batch_size : int, default=1024
     device : {"auto", "cpu", "cuda"}, default="auto"
+    class_weight : dict, "balanced" or None, default=None
+        As in DyMoClassifier: weighs the two cross-entropy terms.
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
 
@@ -73,6 +78,7 @@ class MARSClassifier(MultimodalClassifier):
     classes_, modalities_, modality_shapes_, net_ : as in DyMoClassifier
     """
 
+    _parameters_added_later = {"class_weight": None}
     _parameter_constraints = {
         **SHARED_PARAMETER_CONSTRAINTS,
         "n_experts": [Interval(Integral, 1, None, closed="left")],
@@ -89,7 +95,7 @@ class MARSClassifier(MultimodalClassifier):
                  noise_weight=0.01, load_balance_weight=0.01, expert_hidden=128, encoders=None, column_groups=None,
                  d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128, lr=1e-3,
                  weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=5,
-                 predict_batch_size=1024, device="auto", random_state=None, verbose=0):
+                 predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):
         self.n_experts = n_experts
         self.top_k = top_k
         self.residual_router = residual_router
@@ -113,6 +119,7 @@ class MARSClassifier(MultimodalClassifier):
         self.patience = patience
         self.predict_batch_size = predict_batch_size
         self.device = device
+        self.class_weight = class_weight
         self.random_state = random_state
         self.verbose = verbose
 

@@ -87,6 +87,9 @@ def save_model(estimator, path):
         }
     if isinstance(params["random_state"], np.random.RandomState):
         params["random_state"] = None
+    if isinstance(params.get("class_weight"), dict):
+        # JSON object keys are strings; pairs keep integer and float labels what they were.
+        params["class_weight"] = [[label, weight] for label, weight in params["class_weight"].items()]
     params = {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
     params = {name: _json_float(value) if isinstance(value, float) else value for name, value in params.items()}
     classes = estimator.classes_
@@ -207,6 +210,12 @@ def load_model(cls, path, *, device=None, encoders=None):
             f"again: {cls.__name__}.load(path, encoders={{...}})."
         )
     params["encoders"] = saved_encoders or None
+    if isinstance(params.get("class_weight"), list):
+        pairs = params["class_weight"]
+        if not all(isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], (str, int, float))
+                   for pair in pairs):
+            raise ValueError(f"{config_file}: class_weight must be saved as [label, weight] pairs; the file was edited.")
+        params["class_weight"] = {label: weight for label, weight in pairs}
     if device is not None:
         params["device"] = device
     fitted_parts = {}

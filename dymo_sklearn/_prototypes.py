@@ -115,43 +115,54 @@ def _subset_passes(network, tokens, present, codes_tensor, n_modalities):
 def fit_subset_statistics(network, batches, n_classes, codes, distance):
     """Fit prototypes and ICS sigma per (subset, class) from training batches.
 
+    Prototypes are (weighted) class means of the projected representations; sigma is the root
+    (weighted) mean squared distance to them. A (subset, class) cell with no weight falls back
+    to the overall prototypes, one with fewer than two weighted samples to the pooled sigma.
+
     Parameters
     ----------
     network : DyMoNetwork in eval mode
-    batches : callable returning an iterator of (tokens, present, labels) tensors
+    batches : callable returning an iterator of (tokens, present, labels, weights) tensors;
+        ``weights`` is None for unweighted samples
     codes : ndarray of int64, the subsets to fit
     """
     device = network.prototypes.device
     codes_tensor = torch.as_tensor(codes, device=device)
     n_subsets, n_modalities = len(codes), network.n_modalities
     dim = network.projection.out_features
-    sums = torch.zeros(n_subsets, n_classes, dim, dtype=torch.float64, device=device)
-    counts = torch.zeros(n_subsets, n_classes, dtype=torch.float64, device=device)
-    with torch.no_grad():
-        for tokens, present, labels in batches():
+
+    def weighted_passes():
+        for tokens, present, labels, weights in batches():
+            weights = torch.ones(len(labels), dtype=torch.float64, device=device) if weights is None else weights.double()
             for subset_index, rows, hidden in _subset_passes(network, tokens, present, codes_tensor, n_modalities):
-                z = _project(network, hidden, distance).double()
-                flat = subset_index * n_classes + labels[rows]
-                sums.view(-1, dim).index_add_(0, flat, z)
-                counts.view(-1).index_add_(0, flat, torch.ones_like(flat, dtype=torch.float64))
+                yield subset_index, labels[rows], weights[rows], _project(network, hidden, distance).double()
+
+    sums = torch.zeros(n_subsets, n_classes, dim, dtype=torch.float64, device=device)
+    counts = torch.zeros(n_subsets, n_classes, dtype=torch.float64, device=device)  # weight sums
+    n_weighted = torch.zeros(n_subsets, n_classes, dtype=torch.float64, device=device)  # samples of weight > 0
+    with torch.no_grad():
+        for subset_index, k, weights, z in weighted_passes():
+            flat = subset_index * n_classes + k
+            sums.view(-1, dim).index_add_(0, flat, z * weights[:, None])
+            counts.view(-1).index_add_(0, flat, weights)
+            n_weighted.view(-1).index_add_(0, flat, (weights > 0).double())
         fitted = counts > 0
-        means = sums / counts.clamp_min(1)[..., None]
+        means = sums / torch.where(fitted, counts, 1.0)[..., None]
         class_seen = fitted.any(dim=0)
         overall = (means * fitted[..., None]).sum(0) / fitted.sum(0).clamp_min(1)[:, None]
         centres = torch.where(fitted[..., None], means, overall[None])
 
         squares = torch.zeros(n_subsets, n_classes, dtype=torch.float64, device=device)
-        for tokens, present, labels in batches():
-            for subset_index, rows, hidden in _subset_passes(network, tokens, present, codes_tensor, n_modalities):
-                z = _project(network, hidden, distance).double()
-                k = labels[rows]
-                d = paired_distance(z, centres[subset_index, k], distance)
-                squares.view(-1).index_add_(0, subset_index * n_classes + k, d.pow(2))
-    sigma = torch.sqrt(squares / counts.clamp_min(1))
-    pooled = torch.sqrt(squares.sum(0) / counts.sum(0).clamp_min(1))
+        for subset_index, k, weights, z in weighted_passes():
+            d = paired_distance(z, centres[subset_index, k], distance)
+            squares.view(-1).index_add_(0, subset_index * n_classes + k, d.pow(2) * weights)
+    safe_counts = torch.where(fitted, counts, 1.0)
+    sigma = torch.sqrt(squares / safe_counts)
+    pooled_counts = counts.sum(0)
+    pooled = torch.sqrt(squares.sum(0) / torch.where(pooled_counts > 0, pooled_counts, 1.0))
     floor = 1e-6
     pooled = torch.where(class_seen, pooled, pooled[class_seen].mean() if class_seen.any() else 1.0).clamp_min(floor)
-    sigma = torch.where(fitted & (counts > 1), sigma, pooled[None]).clamp_min(floor)
+    sigma = torch.where(fitted & (n_weighted > 1), sigma, pooled[None]).clamp_min(floor)
     return SubsetStatistics(
         codes=np.asarray(codes, dtype=np.int64),
         subset_prototypes=torch.cat([centres, overall[None]]).float().cpu().numpy(),

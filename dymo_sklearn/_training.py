@@ -11,6 +11,25 @@ from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 from ._random import attach_generator, device_generator, seeded_construction
 from .nn.distances import prototype_log_probabilities
 
+# Key of the per-sample weights in a training batch: they travel with the samples through
+# skorch's shuffling and validation split, and are taken out before the module sees the batch.
+SAMPLE_WEIGHT = "sample_weight"
+
+
+def batch_weights(X, device):
+    """The batch's sample weights on ``device``, or None when training is unweighted."""
+    if isinstance(X, dict) and SAMPLE_WEIGHT in X:
+        return X[SAMPLE_WEIGHT].to(device)
+    return None
+
+
+def weighted_loss(loss, inputs, targets, weights):
+    """``loss`` (F.cross_entropy or F.nll_loss) of (A * B, K) inputs, each of the A passes
+    weighted by the (B,) weights; the plain mean without weights."""
+    if weights is None:
+        return loss(inputs, targets)
+    return (loss(inputs, targets, reduction="none").view(-1, len(weights)) * weights).mean()
+
 
 class SeededNet(NeuralNet):
     """skorch net whose every random draw comes from generators seeded with ``random_seed``.
@@ -40,6 +59,11 @@ class SeededNet(NeuralNet):
         self.loader_generator_ = None
         attach_generator(self.module_, None)
 
+    def infer(self, x, **fit_params):
+        if isinstance(x, dict) and SAMPLE_WEIGHT in x:
+            x = {key: value for key, value in x.items() if key != SAMPLE_WEIGHT}
+        return super().infer(x, **fit_params)
+
     def get_iterator(self, dataset, training=False):
         # A DataLoader without a generator draws its shuffling and base seed from torch's
         # global stream, even when it does not shuffle.
@@ -56,7 +80,8 @@ class SubsetSamplingNet(SeededNet):
     """skorch net whose module returns (logits, z) for A subset passes.
 
     Loss = mean cross-entropy over the passes + ``aux_weight`` * cross-entropy of the prototype
-    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist. The
+    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist, each
+    sample's terms scaled by its weight when the batch carries ``SAMPLE_WEIGHT``. The
     validation loss is the cross-entropy alone.
     """
 
@@ -70,7 +95,8 @@ class SubsetSamplingNet(SeededNet):
         logits, z = y_pred
         n_passes = logits.shape[0]
         targets = y_true.to(logits.device).long().repeat(n_passes)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets)
+        weights = batch_weights(X, logits.device)
+        loss = weighted_loss(F.cross_entropy, logits.reshape(-1, logits.shape[-1]), targets, weights)
         module = self.module_
         # Validation loss stays plain cross-entropy, so early stopping compares like with like
         # before and after the prototype term starts.
@@ -78,15 +104,15 @@ class SubsetSamplingNet(SeededNet):
             log_p = prototype_log_probabilities(
                 z.reshape(-1, z.shape[-1]), module.prototypes, self.distance, self.temperature
             )
-            loss = loss + self.aux_weight * F.nll_loss(log_p, targets)
+            loss = loss + self.aux_weight * weighted_loss(F.nll_loss, log_p, targets, weights)
         return loss
 
 
 class PrototypeTracker(Callback):
     """Class means of the projected z over an epoch's training passes become the next prototypes.
 
-    For the cosine distance the means are taken of L2-normalised z. The auxiliary loss starts
-    after ``warmup`` epochs.
+    For the cosine distance the means are taken of L2-normalised z; weighted means when the
+    batches carry sample weights. The auxiliary loss starts after ``warmup`` epochs.
     """
 
     def __init__(self, n_classes, distance, warmup):
@@ -110,11 +136,15 @@ class PrototypeTracker(Callback):
         z = z.detach().reshape(-1, z.shape[-1]).double()
         if self.distance == "cosine":
             z = F.normalize(z, dim=-1)
-        labels = batch[1].to(z.device).long().repeat(y_pred[0].shape[0])
+        n_passes = y_pred[0].shape[0]
+        labels = batch[1].to(z.device).long().repeat(n_passes)
         if self.sums_ is None:
             self.sums_ = torch.zeros(self.n_classes, z.shape[1], dtype=torch.float64, device=z.device)
         # A one-hot product rather than index_add_, whose atomic adds are not deterministic on CUDA.
         one_hot = F.one_hot(labels, self.n_classes).double()
+        weights = batch_weights(batch[0], z.device)
+        if weights is not None:
+            one_hot = one_hot * weights.double().repeat(n_passes)[:, None]
         self.sums_ += one_hot.T @ z
         self.counts_ += one_hot.sum(0).cpu()
 
@@ -128,7 +158,7 @@ class PrototypeTracker(Callback):
         seen = self.counts_ > 0
         if self.sums_ is None or not seen.any():
             return
-        means = (self.sums_.cpu() / self.counts_.clamp_min(1)[:, None]).to(module.prototypes.dtype)
+        means = (self.sums_.cpu() / torch.where(seen, self.counts_, 1.0)[:, None]).to(module.prototypes.dtype)
         with torch.no_grad():
             module.prototypes[seen] = means[seen].to(module.prototypes.device)
         if len(net.history) >= self.warmup:
