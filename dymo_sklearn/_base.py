@@ -33,6 +33,8 @@ from ._input import (
     validate_modalities,
 )
 from ._prototypes import MAX_MODALITIES
+from .nn.encoders import encoder_kind
+from .nn.standardize import input_statistics
 
 AUTO_EARLY_STOPPING_MIN_SAMPLES = 500
 
@@ -40,6 +42,7 @@ AUTO_EARLY_STOPPING_MIN_SAMPLES = 500
 SHARED_PARAMETER_CONSTRAINTS = {
     "encoders": [dict, None],
     "column_groups": [dict, None],
+    "standardize": ["boolean"],
     "d_model": [Interval(Integral, 1, None, closed="left")],
     "n_heads": [Interval(Integral, 1, None, closed="left")],
     "n_layers": [Interval(Integral, 1, None, closed="left")],
@@ -222,7 +225,9 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             if weights is not None:
                 network_inputs = {**network_inputs, SAMPLE_WEIGHT: weights[fit_rows]}
             train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed, weights)
-            self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed)
+            input_scaling = ([input_statistics(fit_arrays[name], encoder_kind(spec, self.modality_shapes_[name]))
+                              for name, spec in zip(self.modalities_, specs)] if self.standardize else None)
+            self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed, input_scaling)
             self.net_.fit(network_inputs, y_encoded[fit_rows])
             self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights)
         except BaseException:
@@ -257,6 +262,10 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
     # Parameters added after the first saved format, with the value that reproduces older files.
     _parameters_added_later = {}
 
+    def __setstate__(self, state):
+        # An estimator pickled before a parameter existed behaves as that parameter's old value.
+        super().__setstate__({**self._parameters_added_later, **state})
+
     def _held_out_rows(self, y_encoded, seed):
         """(rows to train on, rows held out for an after-fit step or None): all rows by default."""
         return np.arange(len(y_encoded)), None
@@ -280,20 +289,24 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             return predefined_split(Dataset(held_out, y_encoded[held_out_rows]))
         return ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
 
-    def _build_net(self, specs, train_split, device, seed):
-        """Hook: the skorch net to train (see ``_training.build_net``), seeded with ``seed``."""
+    def _build_net(self, specs, train_split, device, seed, input_scaling=None):
+        """Hook: the skorch net to train (see ``_training.build_net``), seeded with ``seed``;
+        ``input_scaling`` (per modality (shift, scale), or None) goes to :meth:`_module_kwargs`."""
         raise NotImplementedError
 
     def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights=None):
         """Hook: fitted state derived from the trained network (``weights``: per sample, or None)."""
 
-    def _module_kwargs(self, specs=None):
-        """Keyword arguments shared by the networks: modalities, encoders and size."""
+    def _module_kwargs(self, specs=None, input_scaling=None):
+        """Keyword arguments shared by the networks: modalities, encoders, input scaling and size.
+
+        With ``standardize`` and no ``input_scaling`` (loading a saved model) the network gets
+        identity statistics of the right shapes, which the saved state then overwrites."""
         return dict(
             modality_names=self.modalities_, modality_shapes=list(self.modality_shapes_.values()),
             encoder_specs=self._encoder_specs(self.modalities_) if specs is None else specs,
             n_classes=len(self.classes_), d_model=self.d_model, n_heads=self.n_heads, n_layers=self.n_layers,
-            dropout=self.dropout,
+            dropout=self.dropout, standardize_inputs=bool(self.standardize), input_scaling=input_scaling,
         )
 
     def _training_kwargs(self, train_split, device, seed):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
@@ -15,7 +16,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, va
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _refuse_booleans, _tensors, check_finite_outputs
 from ._calibration import best_threshold, candidate_thresholds, hide_modalities
 from ._input import observed_modalities
-from ._prototypes import SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
+from ._prototypes import MIN_CELL_SAMPLES, SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
 from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
 from ._training import PrototypeTracker, SubsetSamplingNet, build_net
 from .nn.distances import DISTANCES
@@ -87,6 +88,11 @@ class DyMoClassifier(MultimodalClassifier):
         ``(batch, tokens, d_model)``.
     column_groups : dict of str to list of int or str, default=None
         For 2-D input: the columns of each tabular modality. None: one modality ``"x"``.
+    standardize : bool, default=True
+        Standardise each modality inside the network with the mean and standard deviation of
+        its observed training entries: per channel for images, per entry otherwise (a feature
+        that does not vary is only shifted). Recovered values pass through the same transform;
+        a missing entry enters the encoder as 0, the training mean. False feeds values as given.
     d_model, n_heads, n_layers, projection_dim, dropout : network size
         Token width, attention heads, transformer blocks, width of the prototype space, dropout.
     n_subsets : int, default=4
@@ -176,6 +182,7 @@ class DyMoClassifier(MultimodalClassifier):
         recovery_aware=True,
         encoders=None,
         column_groups=None,
+        standardize=True,
         d_model=64,
         n_heads=4,
         n_layers=2,
@@ -209,6 +216,7 @@ class DyMoClassifier(MultimodalClassifier):
         self.recovery_aware = recovery_aware
         self.encoders = encoders
         self.column_groups = column_groups
+        self.standardize = standardize
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -253,7 +261,7 @@ class DyMoClassifier(MultimodalClassifier):
         return super().fit(X, y, sample_weight=sample_weight)
 
     _saved_arrays = ("subset_codes_", "subset_prototypes_", "ics_sigma_")
-    _parameters_added_later = {"recovery_aware": False, "class_weight": None}
+    _parameters_added_later = {"recovery_aware": False, "class_weight": None, "standardize": False}
     _saved_scalars = ("acceptance_threshold_",)
     _saved_estimator = ("recoverer", "recoverer_")
 
@@ -286,8 +294,8 @@ class DyMoClassifier(MultimodalClassifier):
         return {**fit_arrays, **{f"{HIDDEN}{name}": array for name, array in hidden.items()},
                 **{f"{RECOVERED}{name}": array for name, array in recovered.items()}}
 
-    def _build_net(self, specs, train_split, device, seed):
-        module_kwargs = {**self._module_kwargs(specs), "projection_dim": self.projection_dim,
+    def _build_net(self, specs, train_split, device, seed, input_scaling=None):
+        module_kwargs = {**self._module_kwargs(specs, input_scaling), "projection_dim": self.projection_dim,
                          "n_subsets": self.n_subsets, "entry_dropout": self.entry_dropout,
                          "recovered_embedding": bool(self.recovery_aware)}
         tracker = PrototypeTracker(len(self.classes_), self.distance, self.aux_warmup)
@@ -326,6 +334,7 @@ class DyMoClassifier(MultimodalClassifier):
         return best_threshold(accuracy, len(y_held_out)), accuracy
 
     def _fit_statistics(self, arrays, present, y_encoded, seed, weights=None):
+        self._warn_about_small_classes(y_encoded, weights)
         network = self.net_.module_.eval()
         device = self.net_.device
         present_codes = subset_codes(torch.as_tensor(present)).numpy()
@@ -343,6 +352,20 @@ class DyMoClassifier(MultimodalClassifier):
         self.subset_codes_ = statistics.codes
         self.subset_prototypes_ = statistics.subset_prototypes
         self.ics_sigma_ = statistics.sigma
+
+    def _warn_about_small_classes(self, y_encoded, weights):
+        counted = y_encoded if weights is None else y_encoded[weights > 0]
+        counts = np.bincount(counted, minlength=len(self.classes_))
+        small = np.flatnonzero(counts < MIN_CELL_SAMPLES)
+        if small.size:
+            labels = self.classes_.tolist()
+            named = ", ".join(f"{labels[k]!r} ({counts[k]})" for k in small)
+            warnings.warn(
+                f"Classes with fewer than {MIN_CELL_SAMPLES} training samples: {named}. Per-subset prototypes "
+                "and ICS scales would rest on almost nothing, so these classes use their pooled statistics "
+                "(the mean prototype over subsets and one scale over all subsets); rewards involving them "
+                "are less reliable. More samples of these classes, or selection='none', avoid this.",
+                UserWarning, stacklevel=4)
 
     # ------------------------------------------------------------- inference
     def _threshold(self):

@@ -63,7 +63,7 @@ class MARSClassifier(MultimodalClassifier):
         Weights of the KL imitation term, the noise-scale regulariser and the load-balancing
         (coefficient of variation squared) term; ``load_balance_weight=0`` is that ablation.
     expert_hidden : int, default=128
-    encoders, column_groups, d_model, n_heads, n_layers, dropout : as in DyMoClassifier
+    encoders, column_groups, standardize, d_model, n_heads, n_layers, dropout : as in DyMoClassifier
     max_epochs, batch_size, lr, weight_decay, early_stopping, validation_fraction, patience
         Training through skorch, as in DyMoClassifier.
     predict_batch_size : int, default=1024
@@ -78,7 +78,7 @@ class MARSClassifier(MultimodalClassifier):
     classes_, modalities_, modality_shapes_, net_ : as in DyMoClassifier
     """
 
-    _parameters_added_later = {"class_weight": None}
+    _parameters_added_later = {"class_weight": None, "standardize": False}
     _parameter_constraints = {
         **SHARED_PARAMETER_CONSTRAINTS,
         "n_experts": [Interval(Integral, 1, None, closed="left")],
@@ -93,7 +93,7 @@ class MARSClassifier(MultimodalClassifier):
 
     def __init__(self, *, n_experts=4, top_k=2, residual_router=True, noise=True, distillation_weight=1.0,
                  noise_weight=0.01, load_balance_weight=0.01, expert_hidden=128, encoders=None, column_groups=None,
-                 d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128, lr=1e-3,
+                 standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128, lr=1e-3,
                  weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=5,
                  predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):
         self.n_experts = n_experts
@@ -106,6 +106,7 @@ class MARSClassifier(MultimodalClassifier):
         self.expert_hidden = expert_hidden
         self.encoders = encoders
         self.column_groups = column_groups
+        self.standardize = standardize
         self.d_model = d_model
         self.n_heads = n_heads
         self.n_layers = n_layers
@@ -123,8 +124,8 @@ class MARSClassifier(MultimodalClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _build_net(self, specs, train_split, device, seed):
-        module_kwargs = {**self._module_kwargs(specs), "n_experts": self.n_experts, "top_k": self.top_k,
+    def _build_net(self, specs, train_split, device, seed, input_scaling=None):
+        module_kwargs = {**self._module_kwargs(specs, input_scaling), "n_experts": self.n_experts, "top_k": self.top_k,
                          "expert_hidden": self.expert_hidden, "noise": self.noise,
                          "residual_router": self.residual_router}
         weights = {"distillation": self.distillation_weight, "noise": self.noise_weight,

@@ -7,7 +7,9 @@ of a half-normal fitted to their distances. ICS(k, z) = 2 (1 - Phi(d(z, c_{s,k})
 With many modalities the 2^M - 1 subsets are not enumerated: at most ``max_subsets`` are fitted
 (all of them when that is possible; otherwise the full set, singletons, leave-one-outs, the
 patterns seen in training, then random ones); an unfitted subset falls back to the pooled
-per-class statistics.
+per-class statistics. So does a (subset, class) cell with fewer than ``MIN_CELL_SAMPLES``
+training samples: its prototype becomes the class's overall prototype and its sigma the class's
+pooled sigma.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from .nn.distances import paired_distance
 from .nn.network import subset_bits
 
 MAX_MODALITIES = 62  # subset codes are int64 bit masks
+# A half-normal scale fitted to n distances has a relative standard error near 1 / sqrt(2 n):
+# about 22 % at 10 samples; below that a cell's sigma (and the rewards divided by it) is noise.
+MIN_CELL_SAMPLES = 10
 _FUSION_ROWS_PER_CALL = 8192
 
 
@@ -116,8 +121,10 @@ def fit_subset_statistics(network, batches, n_classes, codes, distance):
     """Fit prototypes and ICS sigma per (subset, class) from training batches.
 
     Prototypes are (weighted) class means of the projected representations; sigma is the root
-    (weighted) mean squared distance to them. A (subset, class) cell with no weight falls back
-    to the overall prototypes, one with fewer than two weighted samples to the pooled sigma.
+    (weighted) mean squared distance to them. A (subset, class) cell with fewer than
+    ``MIN_CELL_SAMPLES`` samples of positive weight takes the class's overall prototype (the mean
+    of its fitted cells' prototypes, or of all its cells when none has enough samples) and its
+    pooled sigma.
 
     Parameters
     ----------
@@ -146,23 +153,25 @@ def fit_subset_statistics(network, batches, n_classes, codes, distance):
             sums.view(-1, dim).index_add_(0, flat, z * weights[:, None])
             counts.view(-1).index_add_(0, flat, weights)
             n_weighted.view(-1).index_add_(0, flat, (weights > 0).double())
-        fitted = counts > 0
-        means = sums / torch.where(fitted, counts, 1.0)[..., None]
-        class_seen = fitted.any(dim=0)
+        seen = counts > 0
+        means = sums / torch.where(seen, counts, 1.0)[..., None]
+        class_seen = seen.any(dim=0)
+        enough = n_weighted >= MIN_CELL_SAMPLES
+        # A class with no cell of enough samples averages all its seen cells: all it has.
+        fitted = enough | (seen & ~enough.any(dim=0, keepdim=True))
         overall = (means * fitted[..., None]).sum(0) / fitted.sum(0).clamp_min(1)[:, None]
-        centres = torch.where(fitted[..., None], means, overall[None])
+        centres = torch.where(enough[..., None], means, overall[None])
 
         squares = torch.zeros(n_subsets, n_classes, dtype=torch.float64, device=device)
         for subset_index, k, weights, z in weighted_passes():
             d = paired_distance(z, centres[subset_index, k], distance)
             squares.view(-1).index_add_(0, subset_index * n_classes + k, d.pow(2) * weights)
-    safe_counts = torch.where(fitted, counts, 1.0)
-    sigma = torch.sqrt(squares / safe_counts)
+    sigma = torch.sqrt(squares / torch.where(seen, counts, 1.0))
     pooled_counts = counts.sum(0)
     pooled = torch.sqrt(squares.sum(0) / torch.where(pooled_counts > 0, pooled_counts, 1.0))
     floor = 1e-6
     pooled = torch.where(class_seen, pooled, pooled[class_seen].mean() if class_seen.any() else 1.0).clamp_min(floor)
-    sigma = torch.where(fitted & (n_weighted > 1), sigma, pooled[None]).clamp_min(floor)
+    sigma = torch.where(enough, sigma, pooled[None]).clamp_min(floor)
     return SubsetStatistics(
         codes=np.asarray(codes, dtype=np.int64),
         subset_prototypes=torch.cat([centres, overall[None]]).float().cpu().numpy(),

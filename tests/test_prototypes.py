@@ -17,6 +17,7 @@ Conventions of the code under test (dymo_sklearn/_prototypes.py, DyMoClassifier.
 """
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ import torch
 from helpers import tiny_classifier
 
 from dymo_sklearn import _classifier
-from dymo_sklearn._prototypes import SubsetStatistics, choose_subsets, subset_codes
+from dymo_sklearn._prototypes import MIN_CELL_SAMPLES, SubsetStatistics, choose_subsets, subset_codes
 from dymo_sklearn.datasets import make_multiview_digits
 
 
@@ -87,7 +88,7 @@ def test_statistics_match_brute_force(image_table_data, distance):
     assert clf.ics_sigma_.shape == (4, n_classes)
     for row, code in enumerate(clf.subset_codes_.tolist()):
         centres, sigma, counts, _ = expected[code]
-        assert (counts > 1).all()  # no fallback involved here
+        assert (counts >= MIN_CELL_SAMPLES).all()  # no fallback involved here
         np.testing.assert_allclose(clf.subset_prototypes_[row], centres, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(clf.ics_sigma_[row], sigma, rtol=1e-4, atol=1e-7)
     overall = np.mean([expected[code][0] for code in (1, 2, 3)], axis=0)
@@ -101,7 +102,8 @@ def test_statistics_match_brute_force(image_table_data, distance):
 
 def test_subset_code_bit_follows_input_order():
     """Catches a bit convention other than bit m = m-th modality in input order (e.g. sorted names)."""
-    views, y = make_multiview_digits(3, n_samples=300, background=0.3, random_state=1)
+    # 900 samples: every (subset, class) cell has enough samples for statistics of its own.
+    views, y = make_multiview_digits(3, n_samples=900, background=0.3, random_state=1)
     rng = np.random.default_rng(1)
     order = ["c", "a", "b"]  # deliberately not sorted
     X = {name: views[f"m{m}"].copy() for m, name in enumerate(order)}
@@ -113,6 +115,7 @@ def test_subset_code_bit_follows_input_order():
     np.testing.assert_array_equal(clf.subset_codes_, np.arange(1, 8))
     expected = _brute_force(clf, X, y, order, "cosine")
     for row, code in enumerate(clf.subset_codes_.tolist()):
+        assert (expected[code][2] >= MIN_CELL_SAMPLES).all()
         np.testing.assert_allclose(clf.subset_prototypes_[row], expected[code][0], rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(clf.ics_sigma_[row], expected[code][1], rtol=1e-4, atol=1e-7)
     assert _modalities_of(1, order) == ["c"] and _modalities_of(6, order) == ["a", "b"]
@@ -211,3 +214,41 @@ def test_unfitted_subset_looks_up_the_pooled_row():
     statistics = SubsetStatistics(clf.subset_codes_, clf.subset_prototypes_, clf.ics_sigma_, clf.prototypes_)
     rows = statistics.to_torch("cpu").lookup(torch.tensor([3, 7, 1, 5, 6, 4, 2]))
     assert rows.tolist() == [4, 3, 0, 4, 4, 2, 1]
+
+
+def _two_views_one_rarely_complete(n_complete_of_class_1):
+    """Two classes of 60; class 1 observes view b in only ``n_complete_of_class_1`` samples."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    centre = np.where(y[:, None] == 1, 1.5, -1.5)
+    X = {"a": (centre + rng.normal(size=(120, 4))).astype(np.float32),
+         "b": (centre + rng.normal(size=(120, 4))).astype(np.float32)}
+    X["b"][60 + n_complete_of_class_1:] = np.nan
+    return X, y
+
+
+def test_cells_with_few_samples_take_the_class_pooled_statistics():
+    """Class 1 has 5 samples with view b: its cells {b} and {a, b} use the class's overall prototype
+    (here that of {a}, its only cell with enough samples) and its pooled sigma; class 0 keeps its own."""
+    X, y = _two_views_one_rarely_complete(5)
+    clf = tiny_classifier(max_epochs=2).fit(X, y)
+    np.testing.assert_array_equal(clf.subset_codes_, [1, 2, 3])
+    a, b, both, pooled = 0, 1, 2, 3
+    prototypes, sigma = clf.subset_prototypes_, clf.ics_sigma_
+    for cell in (b, both):
+        np.testing.assert_array_equal(prototypes[cell, 1], prototypes[a, 1])
+        np.testing.assert_array_equal(sigma[cell, 1], sigma[pooled, 1])
+        assert not np.allclose(prototypes[cell, 0], prototypes[a, 0])  # class 0: 60 samples per cell
+        assert sigma[cell, 0] != sigma[pooled, 0]
+    assert sigma[a, 1] != sigma[pooled, 1]
+
+
+def test_a_class_with_too_few_samples_is_named_in_a_warning():
+    X, y = _two_views_one_rarely_complete(60)
+    labels = np.where(y == 1, "rare", "common")
+    keep = np.r_[np.arange(60), np.arange(60, 66)]  # 6 samples of "rare"
+    with pytest.warns(UserWarning, match=r"fewer than 10 training samples: 'rare' \(6\)"):
+        tiny_classifier(max_epochs=1).fit({n: a[keep] for n, a in X.items()}, labels[keep])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        tiny_classifier(max_epochs=1).fit(X, labels)

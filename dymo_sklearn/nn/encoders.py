@@ -68,6 +68,13 @@ class ImageEncoder(nn.Module):
         return self.net(inputs).view(-1, self.n_tokens, self.d_model)
 
 
+def encoder_kind(spec, input_shape):
+    """"vector", "image" or "custom" (a factory) for an encoder spec and per-sample shape."""
+    if spec is None:
+        return infer_kind(input_shape)
+    return spec if isinstance(spec, str) else "custom"
+
+
 def build_encoder(spec, input_shape, d_model):
     """Build one encoder from a kind name, ``None`` (inferred from the shape) or a factory.
 

@@ -32,11 +32,12 @@ class MARSNetwork(Stochastic, nn.Module):
 
     def __init__(self, modality_names, modality_shapes, encoder_specs, n_classes, d_model=64, n_heads=4,
                  n_layers=2, dropout=0.1, n_experts=4, top_k=2, expert_hidden=128, noise=True,
-                 residual_router=True):
+                 residual_router=True, standardize_inputs=False, input_scaling=None):
         super().__init__()
         self.backbone = DyMoNetwork(modality_names, modality_shapes, encoder_specs, n_classes, d_model=d_model,
                                     n_heads=n_heads, n_layers=n_layers, projection_dim=1, dropout=dropout,
-                                    n_subsets=1, entry_dropout=0.0)
+                                    n_subsets=1, entry_dropout=0.0, standardize_inputs=standardize_inputs,
+                                    input_scaling=input_scaling)
         self.modality_names = list(modality_names)
         self.top_k = min(top_k, n_experts)
         self.noise = noise

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._random import Dropout, Stochastic, dropout
-from .encoders import build_encoder
+from .encoders import build_encoder, encoder_kind
+from .standardize import InputStandardizer
 
 
 class FusionBlock(Stochastic, nn.Module):
@@ -130,6 +131,8 @@ class DyMoNetwork(Stochastic, nn.Module):
         n_subsets=4,
         entry_dropout=0.2,
         recovered_embedding=False,
+        standardize_inputs=False,
+        input_scaling=None,
     ):
         super().__init__()
         self.modality_names = list(modality_names)
@@ -157,12 +160,24 @@ class DyMoNetwork(Stochastic, nn.Module):
         # Added to the tokens of a recovered version, so the fusion can tell recovered from
         # observed content; zero until recovery-aware training teaches it.
         self.recovered_embedding = nn.Parameter(torch.zeros(self.n_modalities, d_model)) if recovered_embedding else None
+        # Observed and recovered values alike pass through it before their encoder.
+        self.standardizer = InputStandardizer(
+            [encoder_kind(spec, shape) for spec, shape in zip(encoder_specs, self.modality_shapes)],
+            self.modality_shapes, input_scaling) if standardize_inputs else None
         self.aux_active = False
         self.pass_counts = Counter()
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # A network pickled before input standardisation existed feeds values as given.
+        if "standardizer" not in self._modules and "standardizer" not in self.__dict__:
+            self.standardizer = None
 
     def encode_modality(self, index, values, observed):
         """Tokens (B, T_m, d) of one modality from zero-filled values and the observed mask."""
         self.pass_counts[f"encoder_{index}"] += values.shape[0]
+        if self.standardizer is not None:
+            values = self.standardizer(index, values, observed)
         return self.encoders[index](values, observed)
 
     def fuse(self, tokens, present):

@@ -1,0 +1,62 @@
+"""Input standardisation inside the network, from training statistics over observed entries."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+# A feature whose observed training values barely vary is shifted, not scaled: dividing by a
+# near-zero spread would turn float noise into large inputs.
+MIN_SCALE = 1e-6
+
+
+def _per_channel(kind, shape):
+    # An "image" of another shape is refused by its encoder, with a message that says so.
+    return kind == "image" and len(shape) == 3
+
+
+def statistics_shape(kind, shape):
+    """Shape of a modality's shift and scale: one per channel for images, else one per entry."""
+    return (shape[0], 1, 1) if _per_channel(kind, shape) else tuple(shape)
+
+
+def input_statistics(array, kind):
+    """(shift, scale) of a NaN-marked modality (n, *shape): mean and standard deviation over its
+    observed entries, per channel for images, per entry otherwise; shift 0 and scale 1 where
+    nothing was observed, scale 1 where the values do not vary."""
+    values = np.asarray(array, dtype=np.float64)
+    axes = (0, 2, 3) if _per_channel(kind, values.shape[1:]) else (0,)
+    observed = ~np.isnan(values)
+    counts = observed.sum(axis=axes, keepdims=True)
+    filled = np.where(observed, values, 0.0)
+    mean = filled.sum(axis=axes, keepdims=True) / np.maximum(counts, 1)
+    variance = (np.where(observed, values - mean, 0.0) ** 2).sum(axis=axes, keepdims=True) / np.maximum(counts, 1)
+    scale = np.sqrt(variance)
+    scale = np.where((counts > 0) & (scale > MIN_SCALE), scale, 1.0)
+    shape = statistics_shape(kind, values.shape[1:])
+    return mean.reshape(shape).astype(np.float32), scale.reshape(shape).astype(np.float32)
+
+
+class InputStandardizer(nn.Module):
+    """(values - shift) / scale on observed entries, 0 (the training mean) on missing ones.
+
+    Parameters
+    ----------
+    kinds, shapes : per modality, the encoder kind and per-sample shape
+    statistics : list of (shift, scale) per modality, optional
+        None builds the identity, to be overwritten by a saved state.
+    """
+
+    def __init__(self, kinds, shapes, statistics=None):
+        super().__init__()
+        for index, (kind, shape) in enumerate(zip(kinds, shapes)):
+            size = statistics_shape(kind, shape)
+            shift, scale = statistics[index] if statistics is not None else (np.zeros(size), np.ones(size))
+            self.register_buffer(f"shift_{index}", torch.as_tensor(np.asarray(shift, dtype=np.float32)).reshape(size))
+            self.register_buffer(f"scale_{index}", torch.as_tensor(np.asarray(scale, dtype=np.float32)).reshape(size))
+
+    def forward(self, index, values, observed):
+        shift, scale = getattr(self, f"shift_{index}"), getattr(self, f"scale_{index}")
+        standardized = (values - shift.to(values.dtype)) / scale.to(values.dtype)
+        return torch.where(observed, standardized, torch.zeros((), dtype=values.dtype, device=values.device))
