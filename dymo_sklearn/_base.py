@@ -354,7 +354,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         collected = {key: [] for key in outputs}
         starts = range(0, n_samples, self.predict_batch_size)
         if self.verbose and len(starts) > 1:
-            starts = tqdm(starts, desc=f"{type(self).__name__} predict", unit="batch", leave=False)
+            starts = tqdm(starts, desc=f"{type(self).__name__} predict", unit="batch", leave=False,
+                          disable=None)  # None: no bar where stderr is not a terminal
         with torch.inference_mode():
             for start in starts:
                 rows = slice(start, start + self.predict_batch_size)

@@ -120,8 +120,14 @@ class DyMoClassifier(MultimodalClassifier):
         count)``, as in scikit-learn. None: every class weighs 1.
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
-        When positive: training progress (skorch's epoch table and progress bar) and a progress
-        bar over the batches of a long prediction.
+        When positive, skorch's epoch table: ``train_ce`` (classification loss),
+        ``train_prototype_loss`` (0 for the first ``aux_warmup`` epochs), ``train_loss`` (their
+        sum, the prototype term times ``aux_weight``: it jumps when that term starts),
+        with a validation split ``valid_loss`` (cross-entropy), ``valid_acc`` (everything
+        present fused) and ``valid_acc_subsets`` (a random subset of each sample's present
+        modalities, the same every epoch), and a line naming the restored epoch when early
+        stopping fires. On a terminal also colour for the best values and progress bars (for
+        training and for the batches of a long prediction); never in a log file.
 
     Attributes
     ----------

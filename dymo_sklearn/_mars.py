@@ -72,6 +72,7 @@ class MARSClassifier(MultimodalClassifier):
         As in DyMoClassifier: weighs the two cross-entropy terms.
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
+        As in DyMoClassifier, without the per-term and accuracy columns.
 
     Attributes
     ----------

@@ -3,12 +3,15 @@ prototype auxiliary term."""
 
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.nn.functional as F
 from skorch import NeuralNet
-from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, PassthroughScoring, PrintLog, ProgressBar
+from skorch.dataset import unpack_data
 
-from ._random import attach_generator, device_generator, seeded_construction
+from ._random import attach_generator, device_generator, random_present_subset, seeded_construction
 from .nn.distances import prototype_log_probabilities
 
 # Key of the per-sample weights in a training batch: they travel with the samples through
@@ -29,6 +32,16 @@ def weighted_loss(loss, inputs, targets, weights):
     if weights is None:
         return loss(inputs, targets)
     return (loss(inputs, targets, reduction="none").view(-1, len(weights)) * weights).mean()
+
+
+class EpochTable(PrintLog):
+    """skorch's epoch table, with its colour codes only when standard output is a terminal:
+    escape sequences in a log file or a CI log are noise."""
+
+    def format_row(self, row, key, color):
+        if not sys.stdout.isatty():
+            row = {**row, f"{key}_best": False}  # the best-value highlight is the only colour
+        return super().format_row(row, key, color)
 
 
 class SeededNet(NeuralNet):
@@ -59,6 +72,17 @@ class SeededNet(NeuralNet):
         self.loader_generator_ = None
         attach_generator(self.module_, None)
 
+    # Batch-level scores the net records, averaged per epoch into the history and the table:
+    # (name, lower is better, recorded in training).
+    epoch_scores = ()
+
+    def get_default_callbacks(self):
+        callbacks = [(name, EpochTable() if name == "print_log" else callback)
+                     for name, callback in super().get_default_callbacks()]
+        scores = [(name, PassthroughScoring(name, lower_is_better=lower, on_train=on_train))
+                  for name, lower, on_train in self.epoch_scores]
+        return callbacks[:-1] + scores + callbacks[-1:]  # the table prints last
+
     def infer(self, x, **fit_params):
         if isinstance(x, dict) and SAMPLE_WEIGHT in x:
             x = {key: value for key, value in x.items() if key != SAMPLE_WEIGHT}
@@ -85,11 +109,40 @@ class SubsetSamplingNet(SeededNet):
     validation loss is the cross-entropy alone.
     """
 
+    epoch_scores = (("train_ce", True, True), ("train_prototype_loss", True, True), ("valid_acc", False, False),
+                    ("valid_acc_subsets", False, False))
+
     def __init__(self, *args, distance="cosine", temperature=0.1, aux_weight=1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.distance = distance
         self.temperature = temperature
         self.aux_weight = aux_weight
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
+        # Its own stream, restarted every epoch: the same subsets score every epoch, and the
+        # training draws are the same with or without a validation split.
+        self.validation_generator_ = device_generator(self.random_seed + 2, self.device)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        self.validation_generator_ = None
+
+    def validation_step(self, batch, **fit_params):
+        """skorch's step, plus the accuracy of everything present (``valid_acc``) and of a random
+        subset of the present modalities per sample (``valid_acc_subsets``): how the network
+        does on the incomplete inputs it will meet."""
+        step = super().validation_step(batch, **fit_params)
+        inputs, labels = unpack_data(batch)
+        module = self.module_
+        labels = labels.to(self.device)
+        with torch.no_grad():
+            tokens, present = module.encode({name: inputs[name].to(self.device) for name in module.modality_names})
+            subsets = random_present_subset(present, self.validation_generator_)
+            logits = module.heads(module.fuse(tokens, subsets))[0]
+        self.history.record_batch("valid_acc", (step["y_pred"][0][-1].argmax(-1) == labels).float().mean().item())
+        self.history.record_batch("valid_acc_subsets", (logits.argmax(-1) == labels).float().mean().item())
+        return step
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits, z = y_pred
@@ -97,14 +150,20 @@ class SubsetSamplingNet(SeededNet):
         targets = y_true.to(logits.device).long().repeat(n_passes)
         weights = batch_weights(X, logits.device)
         loss = weighted_loss(F.cross_entropy, logits.reshape(-1, logits.shape[-1]), targets, weights)
+        if not training:
+            # Validation loss stays plain cross-entropy, so early stopping compares like with
+            # like before and after the prototype term starts.
+            return loss
+        self.history.record_batch("train_ce", loss.item())
         module = self.module_
-        # Validation loss stays plain cross-entropy, so early stopping compares like with like
-        # before and after the prototype term starts.
-        if training and module.aux_active and self.aux_weight > 0:
+        prototype_loss = torch.zeros((), device=loss.device)
+        if module.aux_active and self.aux_weight > 0:
             log_p = prototype_log_probabilities(
                 z.reshape(-1, z.shape[-1]), module.prototypes, self.distance, self.temperature
             )
-            loss = loss + self.aux_weight * weighted_loss(F.nll_loss, log_p, targets, weights)
+            prototype_loss = weighted_loss(F.nll_loss, log_p, targets, weights)
+            loss = loss + self.aux_weight * prototype_loss
+        self.history.record_batch("train_prototype_loss", prototype_loss.item())
         return loss
 
 
@@ -197,7 +256,7 @@ def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_spl
     callbacks = [*callbacks, ("finite_loss", FiniteLossGuard())]
     if train_split is not None:
         callbacks.append(("early_stopping", EarlyStopping(patience=patience, load_best=True)))
-    if verbose:
+    if verbose and sys.stderr.isatty():  # a progress bar redrawn with carriage returns clutters a log file
         callbacks.append(("progress", ProgressBar()))
     return net_class(
         module_class,

@@ -455,11 +455,16 @@ def test_fit_errors_are_named(image_table_data):
         fitted.predict(np.ones((3, 80)))
 
 
-def test_verbose_shows_training_and_prediction_progress(image_table_data, capsys):
+def test_verbose_shows_training_and_prediction_progress(image_table_data, capsys, monkeypatch):
     X, y = image_table_data
     clf = tiny_classifier(verbose=1, predict_batch_size=100).fit(X, y)
     training = capsys.readouterr()
     assert "train_loss" in training.out
+    clf.predict(X)
+    assert capsys.readouterr().err == ""  # no progress bar in a log file
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     clf.predict(X)
     assert "DyMoClassifier predict" in capsys.readouterr().err
     clf.set_params(verbose=0).predict(X)

@@ -372,3 +372,58 @@ def test_recovery_aware_fit_trains_the_embedding_and_the_paper_training_has_none
     paper = tiny_classifier(recovery_aware=False).fit(X, y)
     assert paper.net_.module_.recovered_embedding is None
     assert not any(name.startswith(("hidden:", "recovered:")) for name in paper.net_.module_.state_dict())
+
+
+# ------------------------------------------------------------------ what verbose=1 shows
+def _digits_for_the_log(n_samples=600):
+    from dymo_sklearn.datasets import make_multiview_digits
+
+    return make_multiview_digits(2, n_samples=n_samples, random_state=0)
+
+
+def test_history_separates_the_two_losses():
+    """train_loss jumps when the prototype term starts: its own column shows why."""
+    X, y = _digits_for_the_log(300)
+    clf = tiny_classifier(max_epochs=5, aux_warmup=2, aux_weight=0.5, early_stopping=False).fit(X, y)
+    history = clf.net_.history
+    ce, prototype = np.array(history[:, "train_ce"]), np.array(history[:, "train_prototype_loss"])
+    np.testing.assert_allclose(history[:, "train_loss"], ce + 0.5 * prototype, rtol=1e-5)
+    assert (prototype[:2] == 0).all() and (prototype[2:] > 0).all()
+
+
+def test_validation_accuracy_is_that_of_the_validation_rows():
+    """valid_acc of the restored epoch equals the discarding prediction's accuracy on exactly the
+    rows skorch held out; valid_acc_subsets scores random subsets of them (lower: less input)."""
+    X, y = _digits_for_the_log()
+    clf = tiny_classifier(max_epochs=8, early_stopping=True, recovery_aware=False, selection="none").fit(X, y)
+    history = clf.net_.history
+    best = int(np.argmin(history[:, "valid_loss"]))
+    _, valid = clf.net_.get_split_datasets({name: np.asarray(a) for name, a in X.items()},
+                                           np.searchsorted(clf.classes_, y))
+    rows = np.asarray(valid.indices)
+    expected = np.mean(clf.predict({name: np.asarray(a)[rows] for name, a in X.items()}) == y[rows])
+    assert history[best, "valid_acc"] == pytest.approx(expected, abs=1e-6)
+    assert history[best, "valid_acc_subsets"] < history[best, "valid_acc"]
+
+
+def test_the_log_has_colour_only_on_a_terminal(capsys, monkeypatch):
+    X, y = _digits_for_the_log()
+    tiny_classifier(max_epochs=3, verbose=1, early_stopping=True).fit(X, y)
+    piped = capsys.readouterr()
+    assert "valid_acc_subsets" in piped.out and "train_prototype_loss" in piped.out
+    assert "\x1b[" not in piped.out + piped.err and "\r" not in piped.err  # no colour, no redrawn bar
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    tiny_classifier(max_epochs=3, verbose=1, early_stopping=True).fit(X, y)
+    assert "\x1b[" in capsys.readouterr().out
+
+
+def test_early_stopping_names_the_restored_epoch(capsys):
+    X, y = _digits_for_the_log()
+    clf = tiny_classifier(max_epochs=40, lr=0.1, patience=1, verbose=1, early_stopping=True).fit(X, y)
+    assert len(clf.net_.history) < 40
+    best = int(np.argmin(clf.net_.history[:, "valid_loss"])) + 1
+    out = capsys.readouterr().out
+    assert "Stopping since valid_loss has not improved" in out
+    assert f"Restoring best model from epoch {best}." in out
