@@ -36,9 +36,28 @@ def _pyplot():
 
 
 def _axes(ax):
+    """The caller's axes, or new ones in a figure whose constrained layout keeps tick labels,
+    legends and colour bars inside it."""
     if ax is None:
-        _, ax = _pyplot().subplots()
+        _, ax = _pyplot().subplots(layout="constrained")
     return ax
+
+
+def _readable_xticks(ax, labels):
+    """Slant long modality names so that neighbours do not overwrite each other."""
+    if max((len(str(label)) for label in labels), default=0) > 6:
+        ax.tick_params(axis="x", labelrotation=30)
+        for text in ax.get_xticklabels():
+            text.set_horizontalalignment("right")
+
+
+def robust_range(values, whis):
+    """``[Q1 - whis * IQR, Q3 + whis * IQR]`` of ``values``, within their range; the whole
+    range when the quartiles coincide."""
+    low, q1, q3, high = np.quantile(values, [0.0, 0.25, 0.75, 1.0])
+    if q3 == q1:
+        return low, high
+    return max(low, q1 - whis * (q3 - q1)), min(high, q3 + whis * (q3 - q1))
 
 
 def _modalities(explanation):
@@ -196,6 +215,7 @@ def plot_selection_heatmap(explanation, y=None, *, by="pattern", ax=None, cmap="
     ax.set_facecolor("0.92")  # cells where the modality was never a candidate
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
     ax.set_xticks(range(fractions.shape[1]), fractions.columns)
+    _readable_xticks(ax, fractions.columns)
     ax.set_yticks(range(fractions.shape[0]), [str(index) for index in fractions.index])
     ax.set_xlabel("recovered modality")
     ax.set_ylabel("missing pattern" if by == "pattern" else "class" + (" (predicted)" if y is None else ""))
@@ -291,7 +311,7 @@ def plot_transitions(explanation, y, *, ax=None):
     return ax
 
 
-def plot_reward_distributions(explanation, *, threshold=None, bins=30, clip_quantile=0.01, ax=None):
+def plot_reward_distributions(explanation, *, threshold=None, bins=30, whis=3.0, ax=None):
     """Histograms of the rewards of accepted and of rejected recovered candidates.
 
     Parameters
@@ -303,10 +323,11 @@ def plot_reward_distributions(explanation, *, threshold=None, bins=30, clip_quan
         Acceptance threshold to mark with a vertical line, e.g. ``clf.acceptance_threshold_``.
     bins : int or sequence, default=30
         Shared bins of both histograms (a sequence gives the edges).
-    clip_quantile : float in [0, 0.5), default=0.01
-        With an integer ``bins``, the bins span the ``clip_quantile`` to ``1 - clip_quantile``
-        quantiles of the rewards (rejected rewards have a long negative tail). Rewards outside
-        the bins are counted in the first or last bin, so every candidate is drawn.
+    whis : float, default=3.0
+        With an integer ``bins``, the bins span the quartiles widened by ``whis`` interquartile
+        ranges (as a box plot's whiskers), and the threshold. Rejected rewards have a long
+        negative tail (down to thousands on small data) that would squeeze every other bar into
+        one: rewards outside the bins are counted in the legend, not drawn.
     ax : matplotlib.axes.Axes, default=None
         Axes to draw on; None creates a figure.
 
@@ -314,7 +335,8 @@ def plot_reward_distributions(explanation, *, threshold=None, bins=30, clip_quan
     -------
     matplotlib.axes.Axes
         ``ax.containers`` holds the two histograms (accepted first, then rejected); their bar
-        heights are the counts per bin.
+        heights are the counts per bin. Each legend entry reads ``"<kind> (<n>)"``, followed by
+        ``"; <k> below, <j> above the range"`` when some are not drawn.
     """
     rewards = candidate_rewards(explanation)
     ax = _axes(ax)
@@ -323,15 +345,18 @@ def plot_reward_distributions(explanation, *, threshold=None, bins=30, clip_quan
         return ax
     values_all = rewards["reward"].to_numpy()
     if np.ndim(bins) == 0:
-        low, high = np.quantile(values_all, [clip_quantile, 1.0 - clip_quantile])
+        low, high = robust_range(values_all, whis)
         if threshold is not None and np.isfinite(threshold):
             low, high = min(low, threshold), max(high, threshold)
         edges = np.histogram_bin_edges(values_all, bins=int(bins), range=(low, high) if high > low else None)
     else:
         edges = np.asarray(bins, dtype=float)
     for accepted, color, label in ((True, "tab:green", "accepted"), (False, "tab:red", "rejected")):
-        values = np.clip(rewards.loc[rewards["accepted"] == accepted, "reward"], edges[0], edges[-1])
-        ax.hist(values, bins=edges, color=color, alpha=0.6, label=f"{label} ({len(values)})")
+        values = rewards.loc[rewards["accepted"] == accepted, "reward"].to_numpy()
+        below, above = int((values < edges[0]).sum()), int((values > edges[-1]).sum())
+        outside = f"; {below} below, {above} above the range" if below or above else ""
+        ax.hist(values[(values >= edges[0]) & (values <= edges[-1])], bins=edges, color=color, alpha=0.6,
+                label=f"{label} ({len(values)}{outside})")
     if threshold is not None and np.isfinite(threshold):
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
     ax.set_xlabel("reward of a recovered candidate")
@@ -362,6 +387,7 @@ def plot_expert_usage(usage, *, ax=None, cmap="magma"):
     values = usage.to_numpy(dtype=float)
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
     ax.set_xticks(range(values.shape[1]), [column.replace("gate_", "expert ") for column in usage.columns])
+    _readable_xticks(ax, usage.columns)
     ax.set_yticks(range(values.shape[0]), [str(index) for index in usage.index])
     ax.set_xlabel("expert")
     ax.set_ylabel("observed modalities")

@@ -37,18 +37,16 @@ print(report[["observed", "candidates", "selected", "prediction_observed_only", 
 # -----------------------------------
 # Each cell is the share of samples of a row that accepted the column's recovered view, out of
 # those that had it as a candidate (``n``).
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+fig, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
 plot_selection_heatmap(report, by="pattern", ax=axes[0])
 plot_selection_heatmap(report, y[test], by="class", ax=axes[1])
-fig.tight_layout()
 
 # %%
 # How predictions changed
 # -----------------------
 # Bands join "observed only" (the ``none`` mode) to "after selection": corrected, broken,
 # unchanged right and unchanged wrong samples.
-plot_transitions(report, y[test])
-plt.tight_layout()
+plot_transitions(report, y[test])  # a figure of its own fits its labels: no layout call needed
 
 # %%
 # Rewards of accepted and rejected candidates
@@ -56,4 +54,3 @@ plt.tight_layout()
 # With the paper's rule a candidate is accepted when its reward is above 0 and it is the best
 # remaining candidate; a rejected candidate shows its last reward.
 plot_reward_distributions(report, threshold=clf.acceptance_threshold_)
-plt.tight_layout()

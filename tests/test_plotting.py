@@ -106,14 +106,61 @@ def test_reward_histograms(explanation):
     assert ax.lines[0].get_xdata()[0] == 0.0
 
 
-def test_reward_outliers_land_in_the_edge_bins(explanation):
-    explanation.at[2, "reward_b"] = -100.0  # a rejected outlier
+def test_reward_outliers_are_counted_not_drawn(explanation):
+    explanation.at[2, "reward_b"] = -9000.0  # a rejected outlier, as small data produce
     ax = plotting.plot_reward_distributions(explanation, bins=[-1, 0, 1])
     accepted, rejected = ax.containers
-    assert sum(bar.get_height() for bar in accepted) + sum(bar.get_height() for bar in rejected) == 8
-    ax = plotting.plot_reward_distributions(explanation, bins=4, clip_quantile=0.2)
-    assert ax.containers[1][0].get_x() > -100  # the bins follow the quantiles, not the outlier
-    assert sum(bar.get_height() for bar in ax.containers[1]) == 4
+    assert sum(bar.get_height() for bar in accepted) == 4 and sum(bar.get_height() for bar in rejected) == 3
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["accepted (4)", "rejected (4; 1 below, 0 above the range)"]
+    ax = plotting.plot_reward_distributions(explanation, bins=4)
+    assert ax.containers[1][0].get_x() > -10  # the bins follow the quartiles, not the outlier
+    assert sum(bar.get_height() for bar in ax.containers[1]) == 3
+
+
+def test_robust_range_ignores_a_far_tail():
+    values = np.r_[np.linspace(-1, 1, 97), -9000.0, -4000.0, 0.0]
+    low, high = plotting.robust_range(values, whis=3.0)
+    assert -8 < low < -1 and high == 1.0
+    assert plotting.robust_range(np.zeros(5), whis=3.0) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("draw", [
+    lambda e: plotting.plot_selection_heatmap(e),
+    lambda e: plotting.plot_selection_heatmap(e, Y, by="class"),
+    lambda e: plotting.plot_transitions(e, Y),
+    lambda e: plotting.plot_reward_distributions(e, threshold=0.0),
+    lambda e: plotting.plot_expert_usage(pd.DataFrame(
+        [[0.7, 0.3], [0.1, 0.9]], index=["accelerometer+gyroscope", "badminton racket sensor"],
+        columns=["gate_0", "gate_1"])),
+], ids=["heatmap", "heatmap by class", "transitions", "rewards", "expert usage"])
+def test_a_new_figure_fits_its_labels(explanation, draw):
+    """Long names (a heatmap's 'recovered: accelerometer, gyroscope*', a legend below the axes)
+    stay inside the figure that the function creates."""
+    long_names = {"a": "accelerometer", "b": "gyroscope", "c": "badminton_racket"}
+    for column in ("observed", "candidates", "selected"):
+        explanation[column] = [[long_names[m] for m in row] for row in explanation[column]]
+    explanation = explanation.rename(columns={f"{kind}_{m}": f"{kind}_{name}" for m, name in long_names.items()
+                                              for kind in ("reward", "step")})
+    ax = draw(explanation)
+    figure = ax.figure
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    def shown(labels, locations, limits):  # matplotlib also lists ticks beyond the view limits
+        low, high = sorted(limits)
+        return [label for label, at in zip(labels, locations) if low <= at <= high]
+
+    texts = [*shown(ax.get_xticklabels(), ax.get_xticks(), ax.get_xlim()),
+             *shown(ax.get_yticklabels(), ax.get_yticks(), ax.get_ylim()), ax.xaxis.label, ax.yaxis.label, ax.title]
+    if ax.get_legend() is not None:
+        texts += [ax.get_legend()]
+    box = figure.bbox
+    for text in texts:
+        if isinstance(text, matplotlib.text.Text) and not text.get_text():
+            continue
+        extent = text.get_window_extent(renderer)
+        assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1 and box.y0 - 1 <= extent.y0 \
+            and extent.y1 <= box.y1 + 1, getattr(text, "get_text", lambda: "legend")()
 
 
 def test_rejects_other_frames():
