@@ -81,9 +81,10 @@ class DyMoClassifier(MultimodalClassifier):
         so the network learns how far to trust each recovered modality. Costs two more
         recoverer fits, one recovery of the training data, two more copies of it in memory and
         one more fusion pass per minibatch (1.3-2.0x the fit time in docs/dilemma.md).
-    encoders : dict of str to {"vector", "image"} or callable, default=None
+    encoders : dict of str to {"vector", "image", "sequence"} or callable, default=None
         Encoder of each modality; unlisted ones are inferred from the shape ((C, H, W) with
-        C <= 4 and H, W >= 4 is an image, anything else is flattened). A callable
+        C <= 4 and H, W >= 4 is an image, anything else is flattened). "sequence" runs temporal
+        convolutions over a (channels, time) recording (docs/sequences.md). A callable
         ``f(input_shape, d_model)`` returns a module mapping ``(values, observed)`` to
         ``(batch, tokens, d_model)``.
     column_groups : dict of str to list of int or str, default=None

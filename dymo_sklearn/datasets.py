@@ -10,7 +10,7 @@ from sklearn.utils import check_random_state
 from ._input import MultimodalDict, validate_modalities
 
 __all__ = ["make_multiview_digits", "make_multiview_mnist", "make_multiview_fashion", "load_breast_cancer_views",
-           "apply_missing"]
+           "load_basic_motions", "apply_missing"]
 
 
 def _backgrounds(n_modalities, shape=(213, 320)):
@@ -235,6 +235,63 @@ def load_breast_cancer_views():
     data = load_breast_cancer()
     features = data.data.astype(np.float32)
     return MultimodalDict(mean=features[:, :10], se=features[:, 10:20], worst=features[:, 20:]), data.target
+
+
+def _read_ts(path):
+    """Equal-length multichannel series of a ``.ts`` file (the UEA archive's text format):
+    (n, channels, time) float32 and the labels. Channels are separated by ':', values by ','."""
+    series, labels = [], []
+    in_data = False
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            in_data = line.lower() == "@data"
+            continue
+        *channels, label = line.split(":")
+        series.append([np.array(channel.split(","), dtype=np.float32) for channel in channels])
+        labels.append(label)
+    return np.array(series, dtype=np.float32), np.array(labels)
+
+
+def load_basic_motions(split=None, *, folder=None):
+    """The UEA BasicMotions recordings as two modalities: accelerometer and gyroscope.
+
+    80 recordings of 10 s (100 time steps) of a smartwatch worn while standing, walking,
+    running or playing badminton (20 per class); each modality is (n, 3, 100): the x, y and z
+    axes over time. The files ship inside the optional ``aeon`` package, whose code is not
+    imported: ``pip install --no-deps aeon`` is enough (no download happens at run time).
+
+    Parameters
+    ----------
+    split : {"train", "test"} or None, default=None
+        The archive's 40/40 split, or all 80 recordings (training ones first).
+    folder : str or Path, default=None
+        Folder of ``BasicMotions_TRAIN.ts`` and ``BasicMotions_TEST.ts``; None: aeon's copy.
+
+    Returns
+    -------
+    X : MultimodalDict with ``accelerometer`` and ``gyroscope``, each (n, 3, 100) float32
+    y : ndarray of str, one of "Standing", "Walking", "Running", "Badminton"
+    """
+    import importlib.util
+    from pathlib import Path
+
+    if split not in ("train", "test", None):
+        raise ValueError(f"split must be 'train', 'test' or None, got {split!r}.")
+    if folder is None:
+        spec = importlib.util.find_spec("aeon")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("load_basic_motions reads the BasicMotions files that ship inside the optional "
+                              "'aeon' package: `pip install --no-deps aeon` (its code is not needed).")
+        folder = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "BasicMotions"
+    folder = Path(folder)
+    parts = [_read_ts(folder / f"BasicMotions_{part.upper()}.ts")
+             for part in ((split,) if split else ("train", "test"))]
+    series = np.concatenate([values for values, _ in parts])
+    y = np.concatenate([labels for _, labels in parts])
+    return MultimodalDict(accelerometer=series[:, :3], gyroscope=series[:, 3:]), y
 
 
 def apply_missing(X, missing_rate, *, entry_rate=0.0, tabular=(), random_state=None):

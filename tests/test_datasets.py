@@ -77,3 +77,38 @@ def test_fashion_tuples_come_from_the_idx_files(tmp_path):
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz is not a gzipped IDX file"):
         make_multiview_fashion(folder=tmp_path)
+
+
+def _write_ts(path, series, labels):
+    lines = ["# written by the test", "@problemName BasicMotions", "@univariate false", "@dimensions 6",
+             "@equalLength true", f"@classLabel true {' '.join(sorted(set(labels)))}", "@data"]
+    for recording, label in zip(series, labels):
+        lines.append(":".join(",".join(f"{v:g}" for v in channel) for channel in recording) + f":{label}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_basic_motions_split_into_accelerometer_and_gyroscope(tmp_path):
+    from dymo_sklearn.datasets import load_basic_motions
+
+    rng = np.random.default_rng(0)
+    train, test = rng.normal(size=(4, 6, 7)).round(3), rng.normal(size=(2, 6, 7)).round(3)
+    _write_ts(tmp_path / "BasicMotions_TRAIN.ts", train, ["Walking", "Running", "Walking", "Standing"])
+    _write_ts(tmp_path / "BasicMotions_TEST.ts", test, ["Badminton", "Running"])
+    X, y = load_basic_motions(folder=tmp_path)
+    np.testing.assert_allclose(X["accelerometer"], np.concatenate([train, test])[:, :3], rtol=1e-6)
+    np.testing.assert_allclose(X["gyroscope"], np.concatenate([train, test])[:, 3:], rtol=1e-6)
+    assert y.tolist() == ["Walking", "Running", "Walking", "Standing", "Badminton", "Running"]
+    X_test, y_test = load_basic_motions("test", folder=tmp_path)
+    assert X_test["gyroscope"].shape == (2, 3, 7) and y_test.tolist() == ["Badminton", "Running"]
+    with pytest.raises(ValueError, match="split"):
+        load_basic_motions("validation", folder=tmp_path)
+
+
+def test_basic_motions_without_aeon_says_what_to_install(monkeypatch):
+    import importlib.util
+
+    from dymo_sklearn.datasets import load_basic_motions
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="pip install --no-deps aeon"):
+        load_basic_motions()

@@ -1,7 +1,7 @@
 """Neural building blocks: per-modality encoders, the masked fusion transformer, distances."""
 
 from .distances import DISTANCES, paired_distance, pairwise_distance, prototype_log_probabilities
-from .encoders import ENCODER_KINDS, ImageEncoder, VectorEncoder, build_encoder, infer_kind
+from .encoders import ENCODER_KINDS, ImageEncoder, SequenceEncoder, VectorEncoder, build_encoder, infer_kind
 from .network import DyMoNetwork, FusionTransformer
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "DyMoNetwork",
     "FusionTransformer",
     "ImageEncoder",
+    "SequenceEncoder",
     "VectorEncoder",
     "build_encoder",
     "infer_kind",

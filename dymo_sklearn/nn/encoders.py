@@ -7,14 +7,15 @@ import math
 import torch
 from torch import nn
 
-ENCODER_KINDS = ("vector", "image")
+ENCODER_KINDS = ("vector", "image", "sequence")
 
 
 def infer_kind(shape):
     """Encoder kind for a per-sample shape: ``(C, H, W)`` with C <= 4 and H, W >= 4 is an image.
 
     Anything else is flattened into a vector; a (3, 100) sensor array is not an image. Declare
-    the kind explicitly (``encoders={"name": "image"}``) to override.
+    the kind explicitly (``encoders={"name": "image"}``, ``{"name": "sequence"}`` for a
+    ``(channels, time)`` recording) to override.
     """
     if len(shape) == 3 and shape[0] <= 4 and min(shape[1:]) >= 4:
         return "image"
@@ -68,6 +69,35 @@ class ImageEncoder(nn.Module):
         return self.net(inputs).view(-1, self.n_tokens, self.d_model)
 
 
+class SequenceEncoder(nn.Module):
+    """Temporal convolutions on (values, mask) channels of a ``(channels, time)`` recording; 8
+    pooled time segments are projected to ``n_tokens`` tokens.
+
+    Convolutions see local shape (a step, a swing) wherever it occurs in time; projecting the
+    pooled segments together keeps their order, which the fusion attention could not recover.
+    """
+
+    def __init__(self, input_shape, d_model, channels=32, n_tokens=2, kernel_size=5, segments=8):
+        super().__init__()
+        in_channels, length = input_shape
+        stride = 2 if length >= 4 * segments else 1
+        self.n_tokens = n_tokens
+        self.d_model = d_model
+        self.net = nn.Sequential(
+            nn.Conv1d(2 * in_channels, channels // 2, kernel_size, padding=kernel_size // 2),
+            nn.ReLU(),
+            nn.Conv1d(channels // 2, channels, kernel_size, padding=kernel_size // 2, stride=stride),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool1d(segments),
+            nn.Flatten(),
+            nn.Linear(channels * segments, d_model * n_tokens),
+        )
+
+    def forward(self, values, observed):
+        inputs = torch.cat([values, observed.to(values.dtype)], dim=1)
+        return self.net(inputs).view(-1, self.n_tokens, self.d_model)
+
+
 def encoder_kind(spec, input_shape):
     """"vector", "image" or "custom" (a factory) for an encoder spec and per-sample shape."""
     if spec is None:
@@ -93,4 +123,8 @@ def build_encoder(spec, input_shape, d_model):
         if len(input_shape) != 3:
             raise ValueError(f"An image encoder needs per-sample shape (C, H, W), got {tuple(input_shape)}.")
         return ImageEncoder(input_shape, d_model)
+    if kind == "sequence":
+        if len(input_shape) != 2:
+            raise ValueError(f"A sequence encoder needs per-sample shape (channels, time), got {tuple(input_shape)}.")
+        return SequenceEncoder(input_shape, d_model)
     raise ValueError(f"Unknown encoder kind {kind!r}; expected one of {ENCODER_KINDS} or a factory.")

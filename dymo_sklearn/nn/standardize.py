@@ -11,22 +11,27 @@ from torch import nn
 MIN_SCALE = 1e-6
 
 
+# Kinds standardised per channel, with the per-sample rank they need; another shape is refused
+# by the encoder, with a message that says so.
+_PER_CHANNEL = {"image": 3, "sequence": 2}
+
+
 def _per_channel(kind, shape):
-    # An "image" of another shape is refused by its encoder, with a message that says so.
-    return kind == "image" and len(shape) == 3
+    return _PER_CHANNEL.get(kind) == len(shape)
 
 
 def statistics_shape(kind, shape):
-    """Shape of a modality's shift and scale: one per channel for images, else one per entry."""
-    return (shape[0], 1, 1) if _per_channel(kind, shape) else tuple(shape)
+    """Shape of a modality's shift and scale: one per channel for images and sequences, else
+    one per entry."""
+    return (shape[0],) + (1,) * (len(shape) - 1) if _per_channel(kind, shape) else tuple(shape)
 
 
 def input_statistics(array, kind):
     """(shift, scale) of a NaN-marked modality (n, *shape): mean and standard deviation over its
-    observed entries, per channel for images, per entry otherwise; shift 0 and scale 1 where
+    observed entries, per channel for images and sequences, per entry otherwise; shift 0 and scale 1 where
     nothing was observed, scale 1 where the values do not vary."""
     values = np.asarray(array, dtype=np.float64)
-    axes = (0, 2, 3) if _per_channel(kind, values.shape[1:]) else (0,)
+    axes = (0, *range(2, values.ndim)) if _per_channel(kind, values.shape[1:]) else (0,)
     observed = ~np.isnan(values)
     counts = observed.sum(axis=axes, keepdims=True)
     filled = np.where(observed, values, 0.0)
