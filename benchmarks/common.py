@@ -189,6 +189,21 @@ def best_time(function, repeats=3):
     return min(times), result
 
 
+def write_report(name, quick, records, report, argv):
+    """Write ``<name>.json`` (the records) and ``<name>.md`` (``report(records, command)``) into
+    :func:`output_folder`, and print the page; ``argv`` gives the command line it names."""
+    import json
+    import sys
+
+    command = f"python -m benchmarks.{name} " + " ".join(argv if argv is not None else sys.argv[1:])
+    folder = output_folder(quick)
+    stem = f"{name}_quick" if quick else name
+    (folder / f"{stem}.json").write_text(json.dumps(records, indent=1))
+    markdown = report(records, command.strip())
+    (folder / f"{stem}.md").write_text(markdown)
+    print(markdown)
+
+
 def output_folder(quick):
     """docs/ for a full run; the ignored build/benchmarks/ for a smoke run, which is not documentation."""
     folder = Path("build/benchmarks" if quick else "docs")

@@ -13,8 +13,6 @@ default flattening MLP, and KNNImputer + logistic regression on the flattened re
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 
 import numpy as np
@@ -30,7 +28,7 @@ from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing, load_basic_motions
 
 from .accuracy import flat
-from .common import output_folder, subset
+from .common import subset, write_report
 
 RATES = (0.0, 0.5)
 
@@ -95,13 +93,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else list(range(10)))
     records = [row for seed in seeds for row in run_seed(seed, args.quick)]
-    command = "python -m benchmarks.sequences " + " ".join(argv if argv is not None else sys.argv[1:])
-    folder = output_folder(args.quick)
-    name = "sequences_quick" if args.quick else "sequences"
-    (folder / f"{name}.json").write_text(json.dumps(records, indent=1))
-    markdown = report(records, command.strip())
-    (folder / f"{name}.md").write_text(markdown)
-    print(markdown)
+    write_report("sequences", args.quick, records, report, argv)
 
 
 if __name__ == "__main__":

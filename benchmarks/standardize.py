@@ -12,8 +12,6 @@ Everything else is at its default, with the default recoverer.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 
 import numpy as np
@@ -24,7 +22,7 @@ from sklearn.model_selection import train_test_split
 from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing, load_breast_cancer_views
 
-from .common import load_split, output_folder, subset
+from .common import load_split, subset, write_report
 
 DATASETS = ("breast_cancer_raw", "breast_cancer", "polymnist_digits", "polymnist_mnist")
 
@@ -94,13 +92,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
     records = [row for dataset in args.datasets for seed in seeds for row in run_seed(dataset, seed, args.quick)]
-    command = "python -m benchmarks.standardize " + " ".join(argv if argv is not None else sys.argv[1:])
-    folder = output_folder(args.quick)
-    name = "standardize_quick" if args.quick else "standardize"
-    (folder / f"{name}.json").write_text(json.dumps(records, indent=1))
-    markdown = report(records, command.strip())
-    (folder / f"{name}.md").write_text(markdown)
-    print(markdown)
+    write_report("standardize", args.quick, records, report, argv)
 
 
 if __name__ == "__main__":
