@@ -23,6 +23,7 @@ from skorch.dataset import Dataset, ValidSplit
 from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
+from ._categorical import encode_categories, fit_categories
 from ._devices import resolve_device
 from ._random import fit_seed
 from ._training import SAMPLE_WEIGHT
@@ -126,6 +127,9 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
                         delattr(self, attribute)
             elif hasattr(self, "n_features_in_"):
                 raise TypeError("This estimator was fitted on a 2-D array; predict on a 2-D array too.")
+            if reset:
+                self.categories_ = fit_categories(X)
+            X = encode_categories(X, getattr(self, "categories_", {}))
             return validate_modalities(X, reference_shapes=None if reset else self.modality_shapes_)
         if not reset and not hasattr(self, "n_features_in_"):
             raise TypeError(

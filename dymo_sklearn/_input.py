@@ -12,6 +12,8 @@ import numpy as np
 import scipy.sparse
 from skorch.helper import SliceDict
 
+from ._categorical import has_categories
+
 __all__ = ["MultimodalDict", "validate_modalities", "observed_modalities"]
 
 _MAX_LISTED_ROWS = 10
@@ -34,8 +36,20 @@ class MultimodalDict(SliceDict):
     """
 
     def __init__(self, **modalities):
-        arrays = {name: _as_array_keep_sparse(name, value) for name, value in modalities.items()}
+        arrays = {name: value if has_categories(value) else _as_array_keep_sparse(name, value)
+                  for name, value in modalities.items()}
         super().__init__(**arrays)
+
+    def __getitem__(self, rows):
+        if isinstance(rows, str):
+            return super().__getitem__(rows)
+        if isinstance(rows, int):
+            return super().__getitem__(rows)  # refused, as by SliceDict
+        # A DataFrame with categorical columns is kept whole (the estimator one-hot encodes it);
+        # it is indexed by position, as arrays are (scikit-learn indexes with ``X[rows, ...]``).
+        frame_rows = rows[0] if isinstance(rows, tuple) and len(rows) == 2 and rows[1] is Ellipsis else rows
+        return type(self)(**{name: value.iloc[frame_rows] if has_categories(value) else value[rows]
+                             for name, value in self.items()})
 
 
 def _as_array_keep_sparse(name, value):
@@ -69,7 +83,8 @@ def _pandas_to_numpy(name, frame):
     bad = {str(column): str(dtype) for column, dtype in dtypes.items()
            if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))}
     if bad:
-        raise TypeError(f"Modality {name!r} has non-numeric columns {bad}; encode them as numbers first.")
+        raise TypeError(f"Modality {name!r} has non-numeric columns {bad}; DyMoClassifier and MARSClassifier "
+                        "one-hot encode them (missing values stay missing), plain validation does not.")
     return frame.to_numpy(dtype=np.float64, na_value=np.nan)
 
 

@@ -67,6 +67,21 @@ def _from_json_float(value):
     return float(value)
 
 
+def _read_categories(config_file, saved):
+    """The saved categories, checked: a file saved before categories existed has none."""
+    try:
+        categories = {name: [(column, None if values is None else list(values)) for column, values in columns]
+                      for name, columns in saved.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"{config_file}: 'categories' must map modalities to [column, categories] pairs; "
+                         "the file was edited.") from None
+    for columns in categories.values():
+        for _, values in columns:
+            if values is not None and not all(isinstance(value, (str, int, float, bool)) for value in values):
+                raise ValueError(f"{config_file}: categories must be strings, numbers or booleans.")
+    return categories
+
+
 def save_model(estimator, path):
     """Write a fitted estimator to the directory ``path`` (created if needed)."""
     import skops.io
@@ -106,6 +121,9 @@ def save_model(estimator, path):
         "scalars": {name: _json_float(float(getattr(estimator, name))) for name in estimator._saved_scalars},
         "feature_names_in": getattr(estimator, "feature_names_in_", np.array([])).tolist(),
         "n_features_in": getattr(estimator, "n_features_in_", None),
+        # Per DataFrame modality with categorical columns: [column, categories or null] pairs.
+        "categories": {name: [[column, categories] for column, categories in columns]
+                       for name, columns in getattr(estimator, "categories_", {}).items()},
     }
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -234,6 +252,7 @@ def load_model(cls, path, *, device=None, encoders=None):
     estimator.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
     estimator.modalities_ = list(config["modalities"])
     estimator.modality_shapes_ = {name: tuple(shape) for name, shape in config["modality_shapes"].items()}
+    estimator.categories_ = _read_categories(config_file, config.get("categories", {}))
     scalars = config.get("scalars", {"acceptance_threshold_": config.get("acceptance_threshold_")})
     for name in cls._saved_scalars:
         setattr(estimator, name, _from_json_float(scalars[name]))

@@ -1,0 +1,120 @@
+"""Categorical columns of DataFrame modalities: one-hot indicators whose missing entries stay NaN.
+
+A tabular modality given as a pandas DataFrame may hold string, pandas Categorical or other
+non-numeric columns next to numeric and boolean ones. At fit each such column gets its
+categories (a Categorical's own, in its order; otherwise the observed values, sorted). Encoding
+replaces the column by one indicator per category; a missing value (None, NaN, pd.NA) makes the
+whole block NaN, so the recoverer, the network's observed-entry mask and ``explain`` all see a
+missing entry, never a row of zeros. A category not seen in training is treated as missing,
+with a warning. Numbers written as strings are refused: they are almost always a parsing slip.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+
+__all__ = ["has_categories", "fit_categories", "encode_categories"]
+
+
+def _is_frame(value):
+    return hasattr(value, "columns") and hasattr(value, "iloc")
+
+
+def _categorical_columns(frame):
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    return [column for column, dtype in frame.dtypes.items() if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))]
+
+
+def has_categories(value):
+    """Whether ``value`` is a DataFrame with a non-numeric column."""
+    return _is_frame(value) and bool(_categorical_columns(value))
+
+
+def _plain(value):
+    """A category as a JSON-able Python value (numpy scalars unwrapped)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _categories(name, frame, column):
+    import pandas as pd
+
+    values = frame[column]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        categories = [_plain(value) for value in values.dtype.categories]
+    else:
+        categories = sorted({_plain(value) for value in values.dropna()}, key=lambda v: (type(v).__name__, v))
+    refused = [value for value in categories if not isinstance(value, (str, numbers.Real))]
+    if refused:
+        raise TypeError(f"Modality {name!r}, column {column!r}: categories must be strings, numbers or booleans, "
+                        f"got {refused[0]!r} ({type(refused[0]).__name__}).")
+    text = [value for value in categories if isinstance(value, str)]
+    if text and len(pd.to_numeric(pd.Series(text), errors="coerce").dropna()) == len(text):
+        raise TypeError(f"Modality {name!r}, column {column!r} holds numbers written as strings (e.g. {text[0]!r}); "
+                        "convert it with pd.to_numeric, or make it a pd.Categorical if it is a code.")
+    return categories
+
+
+def fit_categories(X):
+    """Columns of every DataFrame modality that has a categorical one.
+
+    Returns
+    -------
+    dict of str to list of (column, categories or None)
+        Per such modality, its columns in order; None marks a numeric (or boolean) column.
+    """
+    fitted = {}
+    for name in X.keys():
+        frame = X[name]
+        if not has_categories(frame):
+            continue
+        categorical = set(_categorical_columns(frame))
+        fitted[name] = [(_plain(column), _categories(name, frame, column) if column in categorical else None)
+                        for column in frame.columns]
+    return fitted
+
+
+def encode_categories(X, fitted):
+    """``X`` with each fitted modality's DataFrame turned into a float64 array, categorical
+    columns as indicators; other modalities pass through unchanged."""
+    encoded = {name: X[name] for name in X.keys()}
+    for name, columns in fitted.items():
+        if name not in encoded:
+            continue
+        frame = encoded[name]
+        names = [column for column, _ in columns]
+        if not _is_frame(frame):
+            raise TypeError(f"Modality {name!r} was fitted as a DataFrame with categorical columns; pass a DataFrame "
+                            f"with columns {names}, not {type(frame).__name__}.")
+        missing = [column for column in names if column not in frame.columns]
+        extra = [column for column in frame.columns if column not in set(names)]
+        if missing or extra:
+            raise ValueError(f"Modality {name!r} must have the columns it was fitted with; missing {missing}, "
+                             f"unexpected {extra}.")
+        blocks, unseen = [], {}
+        for column, categories in columns:
+            values = frame[column]
+            if categories is None:
+                blocks.append(values.to_numpy(dtype=np.float64, na_value=np.nan)[:, None])
+                continue
+            position = {category: k for k, category in enumerate(categories)}
+            observed = values.notna().to_numpy()
+            codes = np.array([position.get(_plain(value), -1) if seen else -1
+                              for value, seen in zip(values.astype(object), observed)])
+            block = np.zeros((len(values), len(categories)))
+            block[np.flatnonzero(codes >= 0), codes[codes >= 0]] = 1.0
+            block[codes < 0] = np.nan
+            new = sorted({repr(value) for value, code, seen in zip(values.astype(object), codes, observed)
+                          if seen and code < 0})
+            if new:
+                unseen[column] = new
+            blocks.append(block)
+        if unseen:
+            listed = "; ".join(f"{column!r}: {', '.join(values[:5])}" for column, values in unseen.items())
+            warnings.warn(f"Modality {name!r} holds categories not seen in training ({listed}); they are treated as "
+                          "missing entries.", UserWarning, stacklevel=5)
+        encoded[name] = np.concatenate(blocks, axis=1)
+    return encoded

@@ -1,0 +1,134 @@
+"""Categorical columns of DataFrame modalities: one-hot inside the estimator, missing stays missing."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer
+from sklearn.model_selection import cross_val_score
+
+from dymo_sklearn import DyMoClassifier, MARSClassifier, MultimodalDict
+from dymo_sklearn._categorical import encode_categories, fit_categories
+
+from helpers import tiny_classifier, tiny_mars
+
+
+def _clinical(n_samples=300, seed=0):
+    """The class is written only in the 'smoking' strings and (noisily) the 'site' Categorical;
+    'age', the nullable boolean 'male' and the image are noise. 10 % of 'smoking' values and 30 %
+    of images are missing."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n_samples)
+    smoking = np.array(["never", "former", "current"], dtype=object)[y]
+    smoking[rng.random(n_samples) < 0.1] = None
+    north = (y == 2) ^ (rng.random(n_samples) < 0.15)  # not a copy of 'smoking': collinear one-hot blocks
+    site = pd.Categorical(np.where(north, "north", "south"), categories=["south", "north", "east"])
+    clinical = pd.DataFrame({"age": rng.normal(50, 10, n_samples), "smoking": smoking, "site": site,
+                             "male": pd.array(rng.random(n_samples) < 0.5, dtype="boolean")})
+    image = rng.normal(size=(n_samples, 1, 8, 8)).astype(np.float32)
+    image[rng.random(n_samples) < 0.3] = np.nan
+    return MultimodalDict(clinical=clinical, image=image), y
+
+
+def test_categories_are_learned_per_column_in_their_own_order():
+    X, _ = _clinical()
+    fitted = fit_categories(X)
+    assert fitted == {"clinical": [("age", None), ("smoking", ["current", "former", "never"]),
+                                   ("site", ["south", "north", "east"]), ("male", None)]}
+
+
+def test_a_missing_category_is_a_missing_block_not_zeros():
+    X, _ = _clinical()
+    encoded = encode_categories(X, fit_categories(X))["clinical"]
+    assert encoded.shape == (300, 1 + 3 + 3 + 1)
+    missing = X["clinical"]["smoking"].isna().to_numpy()
+    assert np.isnan(encoded[missing, 1:4]).all() and not np.isnan(encoded[~missing, 1:4]).any()
+    np.testing.assert_array_equal(encoded[~missing, 1:4].sum(axis=1), 1.0)
+    np.testing.assert_array_equal(encoded[:, 4:7].sum(axis=1), 1.0)  # 'east' never occurs, still a column
+
+
+@pytest.mark.parametrize("make", [lambda: tiny_classifier(max_epochs=15, lr=3e-3),
+                                  lambda: tiny_classifier(max_epochs=15, lr=3e-3,
+                                                          recoverer=IterativeImputer(max_iter=3, random_state=0)),
+                                  lambda: tiny_mars(max_epochs=15, lr=3e-3)],
+                         ids=["dymo knn", "dymo iterative", "mars"])
+def test_the_model_learns_from_categorical_columns(make):
+    X, y = _clinical()
+    model = make().fit(X[:200], y[:200])
+    assert model.modality_shapes_["clinical"] == (8,)
+    assert model.score(X[200:], y[200:]) > 0.85
+
+
+def test_an_unseen_category_is_missing_and_named():
+    X, y = _clinical()
+    model = tiny_classifier().fit(X, y)
+    changed, as_missing = X["clinical"].copy(), X["clinical"].copy()
+    changed.loc[3, "smoking"] = "heavy"
+    as_missing.loc[3, "smoking"] = None
+    with pytest.warns(UserWarning, match="'smoking': 'heavy'.*treated as missing"):
+        unseen = model.predict_proba({"clinical": changed, "image": X["image"]})
+    np.testing.assert_array_equal(unseen, model.predict_proba({"clinical": as_missing, "image": X["image"]}))
+
+
+def test_a_fully_missing_row_is_a_missing_modality_in_explain():
+    X, y = _clinical()
+    model = tiny_classifier().fit(X, y)
+    clinical = X["clinical"].copy()
+    clinical.loc[5] = [np.nan, None, np.nan, None]
+    report = model.explain({"clinical": clinical, "image": np.nan_to_num(X["image"])})
+    assert report.loc[5, "observed"] == ["image"] and "clinical" in report.loc[5, "candidates"]
+    assert report.loc[4, "observed"] == ["clinical", "image"]
+
+
+def test_cross_validation_slices_the_frame_by_position():
+    X, y = _clinical(120)
+    scores = cross_val_score(tiny_classifier(max_epochs=2), X, y, cv=3)
+    assert len(scores) == 3 and np.isfinite(scores).all()
+    assert X[np.array([5, 2])]["clinical"]["age"].tolist() == X["clinical"]["age"].iloc[[5, 2]].tolist()
+
+
+def test_categories_survive_save_and_load(tmp_path):
+    X, y = _clinical()
+    model = tiny_classifier().fit(X, y)
+    model.save(tmp_path / "model")
+    loaded = DyMoClassifier.load(tmp_path / "model")
+    assert loaded.categories_ == {name: [(c, v) for c, v in columns] for name, columns in model.categories_.items()}
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+
+
+def test_mars_keeps_its_categories_through_save_and_load(tmp_path):
+    X, y = _clinical()
+    model = tiny_mars().fit(X, y)
+    model.save(tmp_path / "model")
+    np.testing.assert_array_equal(MARSClassifier.load(tmp_path / "model").predict_proba(X), model.predict_proba(X))
+
+
+@pytest.mark.parametrize("change, error, message", [
+    (lambda f: f.drop(columns="site"), ValueError, r"missing \['site'\]"),
+    (lambda f: f.assign(extra=1.0), ValueError, r"unexpected \['extra'\]"),
+    (lambda f: f.to_numpy(), TypeError, "fitted as a DataFrame with categorical columns"),
+], ids=["missing column", "extra column", "array"])
+def test_predict_needs_the_fitted_columns(change, error, message):
+    X, y = _clinical()
+    model = tiny_classifier(max_epochs=1).fit(X, y)
+    with pytest.raises(error, match=message):
+        model.predict({"clinical": change(X["clinical"]), "image": X["image"]})
+
+
+def test_numbers_written_as_strings_are_refused():
+    X, y = _clinical()
+    clinical = X["clinical"].assign(age=X["clinical"]["age"].round(1).astype(str))
+    with pytest.raises(TypeError, match="'age' holds numbers written as strings.*pd.to_numeric"):
+        tiny_classifier().fit({"clinical": clinical, "image": X["image"]}, y)
+
+
+def test_columns_order_at_predict_does_not_matter():
+    X, y = _clinical()
+    model = tiny_classifier(max_epochs=1).fit(X, y)
+    shuffled = X["clinical"][["male", "site", "age", "smoking"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(model.predict_proba({"clinical": shuffled, "image": X["image"]}),
+                                      model.predict_proba(X))
