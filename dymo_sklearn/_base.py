@@ -6,6 +6,7 @@ The estimators add only their parameters, docstrings and hooks."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from numbers import Integral, Real
 
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 from ._categorical import encode_categories, fit_categories
 from ._devices import resolve_device
 from ._random import fit_seed
-from ._training import SAMPLE_WEIGHT
+from ._training import SAMPLE_WEIGHT, _is_terminal
 from ._input import (
     check_some_modality_observed,
     observed_modalities,
@@ -35,6 +36,7 @@ from ._input import (
 )
 from ._prototypes import MAX_MODALITIES
 from .nn.encoders import encoder_kind
+from .nn.network import HIDDEN, RECOVERED
 from .nn.standardize import input_statistics
 
 AUTO_EARLY_STOPPING_MIN_SAMPLES = 500
@@ -170,6 +172,10 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         if len(arrays) > MAX_MODALITIES:
             raise ValueError(f"At most {MAX_MODALITIES} modalities are supported, got {len(arrays)}.")
         names = list(arrays)
+        reserved = [name for name in names if name == SAMPLE_WEIGHT or name.startswith((HIDDEN, RECOVERED))]
+        if reserved:
+            raise ValueError(f"Modality names {reserved} are reserved for training inputs ('{SAMPLE_WEIGHT}', "
+                             f"'{HIDDEN}...', '{RECOVERED}...'); rename them.")
         present, _ = observed_modalities(arrays)
         check_some_modality_observed(present, names)
         never = [name for name, seen in zip(names, present.any(axis=0)) if not seen]
@@ -256,6 +262,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
                                      f"{self.classes_.tolist()}.")
                 class_weight = {int(np.flatnonzero(self.classes_ == label)[0]): value
                                 for label, value in class_weight.items()}
+            if any(not value >= 0 for value in class_weight.values()) if isinstance(class_weight, dict) else False:
+                raise ValueError(f"class_weight must be non-negative, got {self.class_weight!r}.")
             weights = weights * compute_sample_weight(class_weight, y_encoded)
         if not weights.sum() > 0:
             raise ValueError("sample_weight (times class_weight) is zero for every sample: nothing to learn from.")
@@ -359,7 +367,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         starts = range(0, n_samples, self.predict_batch_size)
         if self.verbose and len(starts) > 1:
             starts = tqdm(starts, desc=f"{type(self).__name__} predict", unit="batch", leave=False,
-                          disable=None)  # None: no bar where stderr is not a terminal
+                          disable=not _is_terminal(sys.stderr))  # no redrawn bar in a log file
         with torch.inference_mode():
             for start in starts:
                 rows = slice(start, start + self.predict_batch_size)

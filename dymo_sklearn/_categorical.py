@@ -39,12 +39,20 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _holds_only_numbers(values):
+    """An object column of numbers (None for missing), as JSON or SQL readers leave them."""
+    return all(isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) for value in values.dropna())
+
+
 def _categories(name, frame, column):
+    """The column's categories, or None for an object column that holds only numbers."""
     import pandas as pd
 
     values = frame[column]
     if isinstance(values.dtype, pd.CategoricalDtype):
         categories = [_plain(value) for value in values.dtype.categories]
+    elif _holds_only_numbers(values):
+        return None
     else:
         categories = sorted({_plain(value) for value in values.dropna()}, key=lambda v: (type(v).__name__, v))
     refused = [value for value in categories if not isinstance(value, (str, numbers.Real))]
@@ -52,6 +60,8 @@ def _categories(name, frame, column):
         raise TypeError(f"Modality {name!r}, column {column!r}: categories must be strings, numbers or booleans, "
                         f"got {refused[0]!r} ({type(refused[0]).__name__}).")
     text = [value for value in categories if isinstance(value, str)]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return categories  # a declared code such as a zip code "02139" is a category
     if text and len(pd.to_numeric(pd.Series(text), errors="coerce").dropna()) == len(text):
         raise TypeError(f"Modality {name!r}, column {column!r} holds numbers written as strings (e.g. {text[0]!r}); "
                         "convert it with pd.to_numeric, or make it a pd.Categorical if it is a code.")
@@ -98,7 +108,11 @@ def encode_categories(X, fitted):
         for column, categories in columns:
             values = frame[column]
             if categories is None:
-                blocks.append(values.to_numpy(dtype=np.float64, na_value=np.nan)[:, None])
+                try:
+                    blocks.append(values.to_numpy(dtype=np.float64, na_value=np.nan)[:, None])
+                except (TypeError, ValueError):
+                    raise TypeError(f"Modality {name!r}, column {column!r} was numeric in fit and now holds "
+                                    f"non-numbers ({values.dtype}).") from None
                 continue
             position = {category: k for k, category in enumerate(categories)}
             observed = values.notna().to_numpy()

@@ -91,8 +91,9 @@ class DyMoClassifier(MultimodalClassifier):
         For 2-D input: the columns of each tabular modality. None: one modality ``"x"``.
     standardize : bool, default=True
         Standardise each modality inside the network with the mean and standard deviation of
-        its observed training entries: per channel for images, per entry otherwise (a feature
-        that does not vary is only shifted). Recovered values pass through the same transform;
+        its observed training entries: per channel for images and sequences, per entry otherwise
+        (a feature that does not vary is only shifted; a custom encoder factory gets its values
+        as given). Recovered values pass through the same transform;
         a missing entry enters the encoder as 0, the training mean. False feeds values as given.
     d_model, n_heads, n_layers, projection_dim, dropout : network size
         Token width, attention heads, transformer blocks, width of the prototype space, dropout.
@@ -259,7 +260,9 @@ class DyMoClassifier(MultimodalClassifier):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative per-sample weights, multiplied by ``class_weight`` and rescaled to mean
             1: they weigh the losses, the prototypes and the subset statistics (prototypes and
-            ICS scales are weighted means). The recoverer is fitted unweighted.
+            ICS scales are weighted means). The recoverer is fitted unweighted, and with
+            ``acceptance_threshold="auto"`` the threshold maximises plain accuracy on the
+            held-out rows.
 
         Returns
         -------

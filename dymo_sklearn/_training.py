@@ -34,12 +34,17 @@ def weighted_loss(loss, inputs, targets, weights):
     return (loss(inputs, targets, reduction="none").view(-1, len(weights)) * weights).mean()
 
 
+def _is_terminal(stream):
+    """Whether ``stream`` is a terminal (False for None, as under pythonw, and for notebooks)."""
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
 class EpochTable(PrintLog):
     """skorch's epoch table, with its colour codes only when standard output is a terminal:
     escape sequences in a log file or a CI log are noise."""
 
     def format_row(self, row, key, color):
-        if not sys.stdout.isatty():
+        if not _is_terminal(sys.stdout):
             row = {**row, f"{key}_best": False}  # the best-value highlight is the only colour
         return super().format_row(row, key, color)
 
@@ -256,7 +261,7 @@ def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_spl
     callbacks = [*callbacks, ("finite_loss", FiniteLossGuard())]
     if train_split is not None:
         callbacks.append(("early_stopping", EarlyStopping(patience=patience, load_best=True)))
-    if verbose and sys.stderr.isatty():  # a progress bar redrawn with carriage returns clutters a log file
+    if verbose and _is_terminal(sys.stderr):  # a progress bar redrawn with carriage returns clutters a log file
         callbacks.append(("progress", ProgressBar()))
     return net_class(
         module_class,

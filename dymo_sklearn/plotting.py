@@ -9,6 +9,8 @@ Axes. The numbers behind each picture come from a function that needs no matplot
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
@@ -311,7 +313,7 @@ def plot_transitions(explanation, y, *, ax=None):
     return ax
 
 
-def plot_reward_distributions(explanation, *, threshold=None, bins=30, whis=3.0, ax=None):
+def plot_reward_distributions(explanation, *, threshold=None, bins=30, whis=3.0, ax=None, clip_quantile=None):
     """Histograms of the rewards of accepted and of rejected recovered candidates.
 
     Parameters
@@ -330,6 +332,9 @@ def plot_reward_distributions(explanation, *, threshold=None, bins=30, whis=3.0,
         one: rewards outside the bins are counted in the legend, not drawn.
     ax : matplotlib.axes.Axes, default=None
         Axes to draw on; None creates a figure.
+    clip_quantile : float, default=None
+        Deprecated: bins from the ``clip_quantile`` to ``1 - clip_quantile`` quantiles instead of
+        ``whis``. On small data a 1 % tail can still span thousands.
 
     Returns
     -------
@@ -345,7 +350,12 @@ def plot_reward_distributions(explanation, *, threshold=None, bins=30, whis=3.0,
         return ax
     values_all = rewards["reward"].to_numpy()
     if np.ndim(bins) == 0:
-        low, high = robust_range(values_all, whis)
+        if clip_quantile is not None:
+            warnings.warn("clip_quantile is deprecated; the bins follow the quartiles widened by `whis`.",
+                          FutureWarning, stacklevel=2)
+            low, high = np.quantile(values_all, [clip_quantile, 1.0 - clip_quantile])
+        else:
+            low, high = robust_range(values_all, whis)
         if threshold is not None and np.isfinite(threshold):
             low, high = min(low, threshold), max(high, threshold)
         edges = np.histogram_bin_edges(values_all, bins=int(bins), range=(low, high) if high > low else None)

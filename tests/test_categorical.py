@@ -132,3 +132,22 @@ def test_columns_order_at_predict_does_not_matter():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(model.predict_proba({"clinical": shuffled, "image": X["image"]}),
                                       model.predict_proba(X))
+
+
+def test_object_columns_of_numbers_stay_numeric_and_declared_codes_are_categories():
+    """JSON and SQL readers leave numbers (with None) in object columns: numbers, not one category
+    per value. A zip code declared as a Categorical is a category even though it reads as a number."""
+    frame = pd.DataFrame({"age": pd.Series([50.5, None, 61.0, 42.0], dtype=object),
+                          "zip": pd.Categorical(["02139", "10001", "02139", None]),
+                          "sex": ["f", "m", None, "f"]})
+    fitted = fit_categories({"t": frame})
+    assert fitted == {"t": [("age", None), ("zip", ["02139", "10001"]), ("sex", ["f", "m"])]}
+    encoded = encode_categories({"t": frame}, fitted)["t"]
+    np.testing.assert_array_equal(encoded[:, 0], [50.5, np.nan, 61.0, 42.0])
+    assert np.isnan(encoded[3, 1:3]).all() and np.isnan(encoded[2, 3:5]).all()
+
+
+def test_reserved_names_cannot_be_modalities():
+    X, y = _clinical(60)
+    with pytest.raises(ValueError, match=r"Modality names \['sample_weight'\] are reserved"):
+        tiny_classifier().fit({"sample_weight": X["image"], "clinical": X["clinical"]}, y)

@@ -118,6 +118,13 @@ def test_reward_outliers_are_counted_not_drawn(explanation):
     assert sum(bar.get_height() for bar in ax.containers[1]) == 3
 
 
+def test_clip_quantile_still_works_with_a_deprecation_warning(explanation):
+    explanation.at[2, "reward_b"] = -100.0
+    with pytest.warns(FutureWarning, match="clip_quantile is deprecated"):
+        ax = plotting.plot_reward_distributions(explanation, bins=4, clip_quantile=0.2)
+    assert ax.containers[1][0].get_x() > -100
+
+
 def test_robust_range_ignores_a_far_tail():
     values = np.r_[np.linspace(-1, 1, 97), -9000.0, -4000.0, 0.0]
     low, high = plotting.robust_range(values, whis=3.0)

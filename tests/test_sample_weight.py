@@ -90,7 +90,8 @@ def test_class_weight_dict_is_keyed_by_label_and_multiplies_sample_weight():
     (np.full(300, np.nan), None, "NaN"),
     (None, {"maybe": 2.0}, r"labels \['maybe'\]"),
     (None, {"yes": 0.0, "no": 0.0}, "zero for every sample"),
-], ids=["negative", "length", "all zero", "nan", "unknown label", "zero class weights"])
+    (None, {"yes": -1.0, "no": 5.0}, "class_weight must be non-negative"),
+], ids=["negative", "length", "all zero", "nan", "unknown label", "zero class weights", "negative class weight"])
 def test_bad_weights_are_refused_by_name(sample_weight, class_weight, message):
     X, y = _two_views(n_samples=300)
     labels = np.where(y == 1, "yes", "no")
@@ -99,7 +100,8 @@ def test_bad_weights_are_refused_by_name(sample_weight, class_weight, message):
 
 
 def test_subset_statistics_weigh_each_sample():
-    """Weight 0 equals leaving the sample out; weight 2 equals taking it twice (no SGD here)."""
+    """Weight 0 equals leaving the sample out; weight 2 equals taking it twice (no SGD here). Not
+    next to MIN_CELL_SAMPLES: there a cell counts its samples, and duplicates count twice."""
     X, y = _two_views(n_samples=120)
     X["b"][:30] = np.nan  # several subsets, some rows present in fewer of them
     clf = tiny_classifier().fit(X, y)

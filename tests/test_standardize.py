@@ -19,6 +19,16 @@ def test_statistics_are_taken_over_observed_entries_per_entry():
     np.testing.assert_allclose(scale, [1.0, 2.0, 1.0, 1.0])
 
 
+def test_small_units_are_scaled_and_custom_encoders_get_values_as_given():
+    values = np.random.default_rng(0).normal(0, 5e-7, size=(100, 2)) + np.array([0.0, 3.0])
+    values[:, 1] = 3.0  # constant: its spread is rounding at most
+    shift, scale = input_statistics(values, "vector")
+    np.testing.assert_allclose(scale, [values[:, 0].std(), 1.0], rtol=1e-5)
+    shift, scale = input_statistics(values * 1000, "custom")
+    np.testing.assert_array_equal(shift, 0.0)
+    np.testing.assert_array_equal(scale, 1.0)
+
+
 def test_statistics_of_images_are_per_channel():
     rng = np.random.default_rng(0)
     images = rng.normal(size=(50, 2, 4, 4)) * np.array([1.0, 10.0])[:, None, None] + np.array([0.0, 5.0])[:, None, None]

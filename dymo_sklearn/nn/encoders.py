@@ -75,6 +75,20 @@ class SequenceEncoder(nn.Module):
 
     Convolutions see local shape (a step, a swing) wherever it occurs in time; projecting the
     pooled segments together keeps their order, which the fusion attention could not recover.
+
+    Parameters
+    ----------
+    input_shape : (channels, time)
+    d_model : int
+        Width of each token.
+    channels : int, default=32
+        Output channels of the second convolution (the first has half).
+    n_tokens : int, default=2
+    kernel_size : int, default=5
+        Time steps each convolution sees; the second one strides by 2 on recordings of at least
+        ``4 * segments`` steps.
+    segments : int, default=8
+        Time segments the feature maps are averaged into before the projection.
     """
 
     def __init__(self, input_shape, d_model, channels=32, n_tokens=2, kernel_size=5, segments=8):

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from torch import nn
 
-# A feature whose observed training values barely vary is shifted, not scaled: dividing by a
-# near-zero spread would turn float noise into large inputs.
-MIN_SCALE = 1e-6
+# A feature whose spread is below float32's resolution at its mean does not vary: it is
+# shifted, not scaled, since dividing by that spread would turn rounding noise into large inputs.
+_RESOLUTION = float(np.finfo(np.float32).eps)
 
 
 # Kinds standardised per channel, with the per-sample rank they need; another shape is refused
@@ -38,8 +38,11 @@ def input_statistics(array, kind):
     mean = filled.sum(axis=axes, keepdims=True) / np.maximum(counts, 1)
     variance = (np.where(observed, values - mean, 0.0) ** 2).sum(axis=axes, keepdims=True) / np.maximum(counts, 1)
     scale = np.sqrt(variance)
-    scale = np.where((counts > 0) & (scale > MIN_SCALE), scale, 1.0)
+    varies = (scale > 0) & (scale > _RESOLUTION * np.abs(mean))
+    scale = np.where((counts > 0) & varies, scale, 1.0)
     shape = statistics_shape(kind, values.shape[1:])
+    if kind == "custom":  # a factory's module gets the values it was written for (codes, raw units)
+        return np.zeros(shape, np.float32), np.ones(shape, np.float32)
     return mean.reshape(shape).astype(np.float32), scale.reshape(shape).astype(np.float32)
 
 
