@@ -80,7 +80,8 @@ class DyMoClassifier(MultimodalClassifier):
         learned per-modality embedding marks recovered tokens, in training and at prediction,
         so the network learns how far to trust each recovered modality. Costs two more
         recoverer fits, one recovery of the training data, two more copies of it in memory and
-        one more fusion pass per minibatch (1.3-2.0x the fit time in docs/dilemma.md).
+        one more fusion pass per minibatch (1.3-1.9x the fit time with the default recoverer in
+        docs/dilemma.md).
     encoders : dict of str to {"vector", "image", "sequence"} or callable, default=None
         Encoder of each modality; unlisted ones are inferred from the shape ((C, H, W) with
         C <= 4 and H, W >= 4 is an image, anything else is flattened). "sequence" runs temporal
