@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ._categorical import encode_categories, fit_categories
 from ._devices import resolve_device
 from ._random import fit_seed
-from ._training import SAMPLE_WEIGHT, _is_terminal
+from ._training import SAMPLE_WEIGHT, is_terminal
 from ._input import (
     check_some_modality_observed,
     observed_modalities,
@@ -235,9 +235,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             if weights is not None:
                 network_inputs = {**network_inputs, SAMPLE_WEIGHT: weights[fit_rows]}
             train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed, weights)
-            input_scaling = ([input_statistics(fit_arrays[name], encoder_kind(spec, self.modality_shapes_[name]))
-                              for name, spec in zip(self.modalities_, specs)] if self.standardize else None)
-            self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed, input_scaling)
+            self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed,
+                                        self._input_scaling(fit_arrays, specs))
             self.net_.fit(network_inputs, y_encoded[fit_rows])
             self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights)
         except BaseException:
@@ -247,23 +246,29 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             raise
         return self
 
+    def _input_scaling(self, fit_arrays, specs):
+        """Per modality (shift, scale) of its observed training entries; None without ``standardize``."""
+        if not self.standardize:
+            return None
+        return [input_statistics(fit_arrays[name], encoder_kind(spec, self.modality_shapes_[name]))
+                for name, spec in zip(self.modalities_, specs)]
+
     def _sample_weights(self, y_encoded, sample_weight):
         """float32 weights of mean 1 from ``sample_weight`` and ``class_weight``; None for neither,
         so unweighted training takes exactly the unweighted path."""
         if sample_weight is None and self.class_weight is None:
             return None
         weights = _check_sample_weight(sample_weight, y_encoded, dtype=np.float64, ensure_non_negative=True)
-        if self.class_weight is not None:
-            class_weight = self.class_weight
-            if isinstance(class_weight, dict):
-                unknown = [label for label in class_weight if label not in set(self.classes_.tolist())]
-                if unknown:
-                    raise ValueError(f"class_weight names labels {unknown} that are not in y; the classes are "
-                                     f"{self.classes_.tolist()}.")
-                class_weight = {int(np.flatnonzero(self.classes_ == label)[0]): value
-                                for label, value in class_weight.items()}
-            if any(not value >= 0 for value in class_weight.values()) if isinstance(class_weight, dict) else False:
-                raise ValueError(f"class_weight must be non-negative, got {self.class_weight!r}.")
+        class_weight = self.class_weight
+        if isinstance(class_weight, dict):
+            labels = self.classes_.tolist()
+            unknown = [label for label in class_weight if label not in labels]
+            if unknown:
+                raise ValueError(f"class_weight names labels {unknown} that are not in y; the classes are {labels}.")
+            if not all(value >= 0 for value in class_weight.values()):
+                raise ValueError(f"class_weight must be non-negative, got {class_weight!r}.")
+            class_weight = {labels.index(label): value for label, value in class_weight.items()}
+        if class_weight is not None:
             weights = weights * compute_sample_weight(class_weight, y_encoded)
         if not weights.sum() > 0:
             raise ValueError("sample_weight (times class_weight) is zero for every sample: nothing to learn from.")
@@ -367,7 +372,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         starts = range(0, n_samples, self.predict_batch_size)
         if self.verbose and len(starts) > 1:
             starts = tqdm(starts, desc=f"{type(self).__name__} predict", unit="batch", leave=False,
-                          disable=not _is_terminal(sys.stderr))  # no redrawn bar in a log file
+                          disable=not is_terminal(sys.stderr))  # no redrawn bar in a log file
         with torch.inference_mode():
             for start in starts:
                 rows = slice(start, start + self.predict_batch_size)

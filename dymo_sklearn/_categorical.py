@@ -41,7 +41,9 @@ def _plain(value):
 
 def _holds_only_numbers(values):
     """An object column of numbers (None for missing), as JSON or SQL readers leave them."""
-    return all(isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) for value in values.dropna())
+    from pandas.api.types import infer_dtype
+
+    return infer_dtype(values, skipna=True) in ("integer", "floating", "mixed-integer-float", "decimal", "empty")
 
 
 def _categories(name, frame, column):
@@ -90,6 +92,8 @@ def fit_categories(X):
 def encode_categories(X, fitted):
     """``X`` with each fitted modality's DataFrame turned into a float64 array, categorical
     columns as indicators; other modalities pass through unchanged."""
+    import pandas as pd
+
     encoded = {name: X[name] for name in X.keys()}
     for name, columns in fitted.items():
         if name not in encoded:
@@ -114,17 +118,15 @@ def encode_categories(X, fitted):
                     raise TypeError(f"Modality {name!r}, column {column!r} was numeric in fit and now holds "
                                     f"non-numbers ({values.dtype}).") from None
                 continue
-            position = {category: k for k, category in enumerate(categories)}
-            observed = values.notna().to_numpy()
-            codes = np.array([position.get(_plain(value), -1) if seen else -1
-                              for value, seen in zip(values.astype(object), observed)])
-            block = np.zeros((len(values), len(categories)))
-            block[np.flatnonzero(codes >= 0), codes[codes >= 0]] = 1.0
-            block[codes < 0] = np.nan
-            new = sorted({repr(value) for value, code, seen in zip(values.astype(object), codes, observed)
-                          if seen and code < 0})
-            if new:
-                unseen[column] = new
+            # Code -1: missing, or a category not seen in training.
+            codes = pd.Index(categories, dtype=object).get_indexer(values.astype(object))
+            known = codes >= 0
+            block = np.full((len(values), len(categories)), np.nan)
+            block[known] = 0.0
+            block[known, codes[known]] = 1.0
+            new = values[~known & values.notna().to_numpy()]
+            if len(new):
+                unseen[column] = sorted({repr(value) for value in new})
             blocks.append(block)
         if unseen:
             listed = "; ".join(f"{column!r}: {', '.join(values[:5])}" for column, values in unseen.items())

@@ -41,10 +41,8 @@ class MultimodalDict(SliceDict):
         super().__init__(**arrays)
 
     def __getitem__(self, rows):
-        if isinstance(rows, str):
-            return super().__getitem__(rows)
-        if isinstance(rows, int):
-            return super().__getitem__(rows)  # refused, as by SliceDict
+        if isinstance(rows, (str, int)):
+            return super().__getitem__(rows)  # a modality by name; an integer is refused, as by SliceDict
         # A DataFrame with categorical columns is kept whole (the estimator one-hot encodes it);
         # it is indexed by position, as arrays are (scikit-learn indexes with ``X[rows, ...]``).
         frame_rows = rows[0] if isinstance(rows, tuple) and len(rows) == 2 and rows[1] is Ellipsis else rows

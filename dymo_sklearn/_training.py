@@ -15,7 +15,7 @@ from ._random import attach_generator, device_generator, random_present_subset, 
 from .nn.distances import prototype_log_probabilities
 
 # Key of the per-sample weights in a training batch: they travel with the samples through
-# skorch's shuffling and validation split, and are taken out before the module sees the batch.
+# skorch's shuffling and validation split; the networks read only their modalities' keys.
 SAMPLE_WEIGHT = "sample_weight"
 
 
@@ -34,7 +34,7 @@ def weighted_loss(loss, inputs, targets, weights):
     return (loss(inputs, targets, reduction="none").view(-1, len(weights)) * weights).mean()
 
 
-def _is_terminal(stream):
+def is_terminal(stream):
     """Whether ``stream`` is a terminal (False for None, as under pythonw, and for notebooks)."""
     return bool(getattr(stream, "isatty", lambda: False)())
 
@@ -44,7 +44,7 @@ class EpochTable(PrintLog):
     escape sequences in a log file or a CI log are noise."""
 
     def format_row(self, row, key, color):
-        if not _is_terminal(sys.stdout):
+        if not is_terminal(sys.stdout):
             row = {**row, f"{key}_best": False}  # the best-value highlight is the only colour
         return super().format_row(row, key, color)
 
@@ -87,11 +87,6 @@ class SeededNet(NeuralNet):
         scores = [(name, PassthroughScoring(name, lower_is_better=lower, on_train=on_train))
                   for name, lower, on_train in self.epoch_scores]
         return callbacks[:-1] + scores + callbacks[-1:]  # the table prints last
-
-    def infer(self, x, **fit_params):
-        if isinstance(x, dict) and SAMPLE_WEIGHT in x:
-            x = {key: value for key, value in x.items() if key != SAMPLE_WEIGHT}
-        return super().infer(x, **fit_params)
 
     def get_iterator(self, dataset, training=False):
         # A DataLoader without a generator draws its shuffling and base seed from torch's
@@ -261,7 +256,7 @@ def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_spl
     callbacks = [*callbacks, ("finite_loss", FiniteLossGuard())]
     if train_split is not None:
         callbacks.append(("early_stopping", EarlyStopping(patience=patience, load_best=True)))
-    if verbose and _is_terminal(sys.stderr):  # a progress bar redrawn with carriage returns clutters a log file
+    if verbose and is_terminal(sys.stderr):  # a progress bar redrawn with carriage returns clutters a log file
         callbacks.append(("progress", ProgressBar()))
     return net_class(
         module_class,

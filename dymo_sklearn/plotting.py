@@ -37,12 +37,22 @@ def _pyplot():
     return plt
 
 
-def _axes(ax):
+def _axes(ax, table=None):
     """The caller's axes, or new ones in a figure whose constrained layout keeps tick labels,
-    legends and colour bars inside it."""
+    legends and colour bars inside it; a heatmap's ``table`` sizes the figure to its labels."""
     if ax is None:
-        _, ax = _pyplot().subplots(layout="constrained")
+        _, ax = _pyplot().subplots(layout="constrained", figsize=None if table is None else _heatmap_size(table))
     return ax
+
+
+def _heatmap_size(table):
+    """Figure inches that leave room for the row labels (about 0.08 in per character at the
+    default font), slanted column labels and one cell per row and column."""
+    row_label = max((len(str(index)) for index in table.index), default=0)
+    column_label = max((len(str(column)) for column in table.columns), default=0)
+    width = 2.5 + 0.08 * row_label + 0.8 * table.shape[1]
+    height = 1.5 + 0.05 * column_label + 0.45 * table.shape[0]
+    return max(6.4, width), max(4.8, height)
 
 
 def _readable_xticks(ax, labels):
@@ -212,7 +222,7 @@ def plot_selection_heatmap(explanation, y=None, *, by="pattern", ax=None, cmap="
         :func:`selection_fractions` (masked where a modality was never a candidate).
     """
     fractions, counts = selection_fractions(explanation, y, by=by)
-    ax = _axes(ax)
+    ax = _axes(ax, fractions)
     values = np.ma.masked_invalid(fractions.to_numpy(dtype=float))
     ax.set_facecolor("0.92")  # cells where the modality was never a candidate
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
@@ -393,7 +403,7 @@ def plot_expert_usage(usage, *, ax=None, cmap="magma"):
     matplotlib.axes.Axes
         The image is ``ax.images[0]``; its array holds ``usage``'s values.
     """
-    ax = _axes(ax)
+    ax = _axes(ax, usage)
     values = usage.to_numpy(dtype=float)
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap=cmap, aspect="auto")
     ax.set_xticks(range(values.shape[1]), [column.replace("gate_", "expert ") for column in usage.columns])

@@ -192,3 +192,28 @@ def test_plots_from_a_fitted_model(image_table_data):
     drawn = plotting.transition_counts(report, y).sum()
     assert drawn == len(y)
     assert axes[2].containers and axes[0].images
+
+
+def test_long_modality_names_do_not_overwrite_each_other():
+    """Five long names: the new figure is sized to its labels (constrained layout still applies,
+    every label inside), and the slanted column labels lie farther apart than a line of text."""
+    import warnings
+
+    names = ["accelerometer", "gyroscope", "badminton_racket", "heart_rate_monitor", "skin_temperature"]
+    rows = [{"observed": [name], "candidates": [m for m in names if m != name], "selected": [],
+             **{f"reward_{m}": np.nan if m == name else 0.1 for m in names}, **{f"step_{m}": 0 for m in names},
+             "prediction": 0, "prediction_observed_only": 0} for name in names]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied" when the labels do not fit
+        ax = plotting.plot_selection_heatmap(pd.DataFrame(rows))
+        ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    figure = ax.figure.bbox
+    for label in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+        box = label.get_window_extent(renderer)
+        assert figure.x0 - 1 <= box.x0 and box.x1 <= figure.x1 + 1 and figure.y0 - 1 <= box.y0, label.get_text()
+    labels = ax.get_xticklabels()
+    spacing = abs(labels[1].get_window_extent(renderer).x1 - labels[0].get_window_extent(renderer).x1)
+    line = labels[0].get_fontsize() * ax.figure.dpi / 72
+    angle = np.deg2rad(labels[0].get_rotation())
+    assert spacing * np.sin(angle) > line  # slanted baselines are a line of text apart

@@ -162,5 +162,7 @@ def test_weights_route_through_a_pipeline():
         "d_model": 16, "n_heads": 2, "n_layers": 1, "n_experts": 2, "expert_hidden": 8, "max_epochs": 2,
         "random_state": 0, "device": "cpu"}))
     direct = pipeline[-1].__class__(**pipeline[-1].get_params()).fit(X, y, sample_weight=weights).predict_proba(X)
+    unweighted = pipeline[-1].__class__(**pipeline[-1].get_params()).fit(X, y).predict_proba(X)
     routed = pipeline.fit(X, y, marsclassifier__sample_weight=weights).predict_proba(X)
     np.testing.assert_array_equal(routed, direct)
+    assert np.abs(routed - unweighted).max() > 1e-3  # the weights were used, not dropped on the way
