@@ -215,6 +215,11 @@ def load_model(cls, path, *, device=None, encoders=None):
     saved_class = config.get("estimator", "DyMoClassifier")
     if saved_class != cls.__name__:
         raise ValueError(f"{path} holds a {saved_class}; load it with {saved_class}.load.")
+    outdated = [name for name in getattr(cls, "_refit_unless_saved", ()) if name not in config["params"]]
+    if outdated:
+        raise ValueError(f"{path} was saved by dymo_sklearn {config.get('package_version')}, whose "
+                         f"{cls.__name__} network differs from this version's ({outdated} did not exist); "
+                         "fit the model again and save it.")
     params = {name: _from_json_float(value) if value in _NON_FINITE else value
               for name, value in config["params"].items()}
     # A file written before a parameter existed was fitted with the behaviour of this value.

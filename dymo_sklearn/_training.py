@@ -72,9 +72,17 @@ class SeededNet(NeuralNet):
         self.loader_generator_ = device_generator(self.random_seed, "cpu")
         attach_generator(self.module_, device_generator(self.random_seed + 1, self.device))
 
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
+        # Validation draws (random sub-patterns) have their own stream, restarted every epoch:
+        # the same sub-patterns score every epoch, and the training draws are the same with or
+        # without a validation split.
+        self.validation_generator_ = device_generator(self.random_seed + 2, self.device)
+
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)
         self.loader_generator_ = None
+        self.validation_generator_ = None
         attach_generator(self.module_, None)
 
     # Batch-level scores the net records, averaged per epoch into the history and the table:
@@ -117,16 +125,6 @@ class SubsetSamplingNet(SeededNet):
         self.distance = distance
         self.temperature = temperature
         self.aux_weight = aux_weight
-
-    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
-        super().on_epoch_begin(net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs)
-        # Its own stream, restarted every epoch: the same subsets score every epoch, and the
-        # training draws are the same with or without a validation split.
-        self.validation_generator_ = device_generator(self.random_seed + 2, self.device)
-
-    def on_train_end(self, net, X=None, y=None, **kwargs):
-        super().on_train_end(net, X=X, y=y, **kwargs)
-        self.validation_generator_ = None
 
     def validation_step(self, batch, **fit_params):
         """skorch's step, plus the accuracy of everything present (``valid_acc``) and of a random

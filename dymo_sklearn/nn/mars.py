@@ -1,9 +1,11 @@
 """MARS network: the DyMo backbone plus a mixture of experts routed by missingness residuals.
 
 Training pairs each sample's representation fused from everything it observed (z_full) with one
-fused from a random sub-pattern (z_partial). A *residual router* sees r = z_full - z_partial and
-routes z_partial to the top-k of N experts; a *feature router* sees only z_partial and learns to
-imitate it (KL, residual side detached). Inference uses the feature router alone.
+fused from a random sub-pattern (z_partial). A *residual router* sees r = z_full - z_partial
+together with z_partial and routes z_partial to the top-k of N experts; a *feature router* sees
+only what inference sees (z_partial and which modalities it holds) and learns to imitate the
+residual router. Inference uses the feature router alone. The equations, and where they depart
+from the paper, are in docs/mars.md.
 """
 
 from __future__ import annotations
@@ -22,16 +24,26 @@ def top_k_gates(logits, k):
     return torch.zeros_like(logits).scatter(1, indices, torch.softmax(values, dim=1))
 
 
+def top_k_sets(logits, k):
+    """(B, N) bool: the k experts with the largest logits of each row."""
+    return torch.zeros_like(logits, dtype=torch.bool).scatter(1, logits.topk(k, dim=1).indices, True)
+
+
 def squared_variation(values):
     """Coefficient of variation squared, the load-balancing penalty."""
     return values.var(unbiased=False) / (values.mean().pow(2) + 1e-10)
+
+
+def router_gap(residual_logits, feature_logits):
+    """Per sample, total variation distance between the two routers' distributions, in [0, 1]."""
+    return 0.5 * (torch.softmax(residual_logits, 1) - torch.softmax(feature_logits, 1)).abs().sum(1)
 
 
 class MARSNetwork(Stochastic, nn.Module):
     """Backbone (encoders + masked fusion transformer + full-input head), experts and routers."""
 
     def __init__(self, modality_names, modality_shapes, encoder_specs, n_classes, d_model=64, n_heads=4,
-                 n_layers=2, dropout=0.1, n_experts=4, top_k=2, expert_hidden=128, noise=True,
+                 n_layers=2, dropout=0.1, n_experts=4, top_k=2, expert_hidden=128, noise=True, noise_scale=1.0,
                  residual_router=True, standardize_inputs=False, input_scaling=None):
         super().__init__()
         self.backbone = DyMoNetwork(modality_names, modality_shapes, encoder_specs, n_classes, d_model=d_model,
@@ -39,16 +51,23 @@ class MARSNetwork(Stochastic, nn.Module):
                                     n_subsets=1, entry_dropout=0.0, standardize_inputs=standardize_inputs,
                                     input_scaling=input_scaling)
         self.modality_names = list(modality_names)
+        n_modalities = len(self.modality_names)
         self.top_k = min(top_k, n_experts)
         self.noise = noise
+        self.noise_scale = noise_scale
         self.use_residual_router = residual_router
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(d_model, expert_hidden), nn.GELU(), nn.Linear(expert_hidden, d_model))
             for _ in range(n_experts))
-        self.residual_router = nn.Linear(d_model, n_experts)
-        self.feature_router = nn.Linear(d_model, n_experts)
-        self.noise_logit = nn.Parameter(torch.zeros(n_experts))
+        self.residual_router = nn.Linear(2 * d_model + n_modalities, n_experts)
+        self.feature_router = nn.Linear(d_model + n_modalities, n_experts)
         self.head = nn.Linear(d_model, n_classes)
+
+    def __setstate__(self, state):
+        if "noise_logit" in state.get("_parameters", {}):
+            raise ValueError("This MARS model was pickled by dymo_sklearn 0.1, whose routers were reworked "
+                             "(issue 14); fit it again.")
+        super().__setstate__(state)
 
     def encode(self, inputs):
         """Tokens (B, L, d) and modality presence (B, M) of NaN-marked inputs."""
@@ -59,43 +78,56 @@ class MARSNetwork(Stochastic, nn.Module):
         mixed = hidden + sum(gates[:, e:e + 1] * expert(hidden) for e, expert in enumerate(self.experts))
         return self.head(mixed)
 
+    def feature_logits(self, hidden, present):
+        """Feature router: routing logits (B, N) from the fused representation and the pattern."""
+        return self.feature_router(torch.cat([hidden, present.to(hidden.dtype)], dim=1))
+
+    def residual_logits(self, full, partial, pattern):
+        """Residual router: routing logits (B, N) from r = z_full - z_partial, z_partial and the pattern."""
+        return self.residual_router(torch.cat([full - partial, partial, pattern.to(full.dtype)], dim=1))
+
     def route(self, tokens, present):
         """Inference: fuse what is observed, route with the feature router; logits and gates."""
         hidden = self.backbone.fuse(tokens, present)
-        gates = top_k_gates(self.feature_router(hidden), self.top_k)
+        gates = top_k_gates(self.feature_logits(hidden, present), self.top_k)
         return self.mixture(hidden, gates), gates
 
-    def _partial_patterns(self, present):
-        return random_present_subset(present, self.generator)
+    def paired(self, tokens, present, partial):
+        """z_full, z_partial and both routers' logits of samples seen whole and through ``partial``."""
+        batch = tokens.shape[0]
+        hidden = self.backbone.fuse(torch.cat([tokens, tokens]), torch.cat([present, partial]))
+        full, part = hidden[:batch], hidden[batch:]
+        return full, part, self.feature_logits(part, partial), self.residual_logits(full, part, partial)
+
+    def perturb(self, residual_logits, feature_logits):
+        """Discrepancy-aware noise: Gaussian noise on each sample's residual routing logits with a
+        standard deviation of ``noise_scale`` x the routers' gap (total variation) x the spread of
+        that sample's logits, so experts learn under the imitation errors they meet at inference."""
+        gap = router_gap(residual_logits, feature_logits).detach()[:, None]
+        spread = residual_logits.detach().std(1, keepdim=True)
+        noise = torch.randn(residual_logits.shape, generator=self.generator, device=residual_logits.device)
+        return residual_logits + noise * (self.noise_scale * gap * spread)
 
     def forward(self, **inputs):
         tokens, present = self.encode(inputs)
         if not self.training:
             logits, _ = self.route(tokens, present)
             return logits, None, logits.new_zeros(())
-        partial = self._partial_patterns(present)
-        batch = tokens.shape[0]
-        hidden = self.backbone.fuse(torch.cat([tokens, tokens]), torch.cat([present, partial]))
-        full, part = hidden[:batch], hidden[batch:]
-        feature_logits = self.feature_router(part)
-        if self.use_residual_router:
-            routing_logits = self.residual_router(full - part)
-        else:
+        partial = random_present_subset(present, self.generator)
+        full, part, feature_logits, residual_logits = self.paired(tokens, present, partial)
+        if not self.use_residual_router:
             routing_logits = feature_logits
-        noise_scale = F.softplus(self.noise_logit)
-        if self.noise:
-            with torch.no_grad():
-                disagreement = (torch.softmax(routing_logits, 1) - torch.softmax(feature_logits, 1)).abs().mean(0)
-                boost = 1.0 + disagreement / (disagreement.mean() + 1e-8)
-            noise = torch.randn(routing_logits.shape, generator=self.generator, device=routing_logits.device)
-            routing_logits = routing_logits + noise * noise_scale * boost
+        elif self.noise:
+            routing_logits = self.perturb(residual_logits, feature_logits)
+        else:
+            routing_logits = residual_logits
         gates = top_k_gates(routing_logits, self.top_k)
         partial_logits = self.mixture(part, gates)
         full_logits = self.backbone.classifier(full)
+        imitation = (F.kl_div(torch.log_softmax(feature_logits, 1), torch.softmax(residual_logits, 1).detach(),
+                              reduction="batchmean") if self.use_residual_router else feature_logits.new_zeros(()))
         auxiliary = {
-            "distillation": (F.kl_div(torch.log_softmax(feature_logits, 1), torch.softmax(routing_logits, 1).detach(),
-                                      reduction="batchmean") if self.use_residual_router else feature_logits.new_zeros(())),
-            "noise": noise_scale.pow(2).mean() if self.noise else feature_logits.new_zeros(()),
+            "distillation": imitation,
             # importance (gate mass) and a smooth load estimate (mean routing probability) per expert
             "load_balance": squared_variation(gates.sum(0)) + squared_variation(torch.softmax(routing_logits, 1).mean(0)),
         }
