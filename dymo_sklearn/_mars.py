@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions, validate_parameter_constraints
 from skorch.dataset import unpack_data
 
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _tensors, check_finite_outputs
@@ -117,7 +117,10 @@ class MARSClassifier(MultimodalClassifier):
     classes_, modalities_, modality_shapes_, net_ : as in DyMoClassifier
     """
 
-    _parameters_added_later = {"class_weight": None, "standardize": False}
+    # An unfitted estimator pickled before a parameter existed gets its value (fitted files and
+    # pickles of version 0.1 are refused below and in MARSNetwork).
+    _parameters_added_later = {"class_weight": None, "standardize": False, "noise_scale": 5.0,
+                               "noise_weight": "deprecated"}
     # Files saved before these parameters existed hold a different network: refit them.
     _refit_unless_saved = ("noise_scale",)
     _parameter_constraints = {
@@ -128,7 +131,7 @@ class MARSClassifier(MultimodalClassifier):
         "noise": ["boolean"],
         "distillation_weight": [Interval(Real, 0, None, closed="left")],
         "noise_scale": [Interval(Real, 0, None, closed="left")],
-        "noise_weight": [Interval(Real, 0, None, closed="left"), StrOptions({"deprecated"})],
+        "noise_weight": [Interval(Real, 0, None, closed="left"), Hidden(StrOptions({"deprecated"}))],
         "load_balance_weight": [Interval(Real, 0, None, closed="left")],
         "expert_hidden": [Interval(Integral, 1, None, closed="left")],
     }
@@ -171,7 +174,7 @@ class MARSClassifier(MultimodalClassifier):
         if specs is not None and self.noise_weight != "deprecated":  # fitting, not loading
             warnings.warn("noise_weight is deprecated and has no effect: the routing noise is no longer "
                           "learned; set noise_scale instead. It will be removed in 0.3.", FutureWarning,
-                          stacklevel=4)
+                          stacklevel=3)
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "n_experts": self.n_experts, "top_k": self.top_k,
                          "expert_hidden": self.expert_hidden, "noise": self.noise,
                          "noise_scale": float(self.noise_scale), "residual_router": self.residual_router}
@@ -179,44 +182,59 @@ class MARSClassifier(MultimodalClassifier):
         return build_net(_MARSNet, MARSNetwork, module_kwargs, weights=weights,
                          **self._training_kwargs(train_split, device, seed))
 
-    def _prediction_context(self, module, device, pattern_seed=None):
-        generator = None if pattern_seed is None else device_generator(pattern_seed, device)
-        return device, generator
+    def _prediction_context(self, module, device, sub_patterns=None):
+        return device, sub_patterns
 
     def _predict_batch(self, module, context, rows, batch, outputs):
-        device, generator = context
+        device, sub_patterns = context
         tokens, present = module.encode(_tensors(batch, device))
-        if "logits" in outputs:
+        if sub_patterns is None:
             logits, gates = module.route(tokens, present)
             return {"logits": logits.float(), "gates": gates.float()}
-        partial = random_present_subset(present, generator)
-        _, _, feature_logits, residual_logits = module.paired(tokens, present, partial)
+        _, _, feature_logits, residual_logits = module.paired(tokens, present, sub_patterns[rows].to(device))
         return {"feature_logits": feature_logits.float(), "residual_logits": residual_logits.float()}
 
     def routing_agreement(self, X, random_state=0):
         """How closely the feature router imitates the residual router on ``X`` (held-out data).
 
         As in training, what each sample observes gives z_full and a random sub-pattern of it
-        (each observed modality kept with probability 1/2, at least one) gives z_partial; the
-        feature router sees z_partial alone, the residual router also sees z_full - z_partial.
-        Complete samples show every kind of missingness.
+        (each observed modality kept with probability 1/2, at least one) gives z_partial. The
+        feature router sees z_partial and the sub-pattern; the residual router also sees
+        z_full - z_partial. Complete samples show every kind of missingness.
 
         Parameters
         ----------
         X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
+            Samples with the fitted modalities, NaN where missing, as for :meth:`predict`.
         random_state : int, default=0
-            Seed of the sub-patterns; the caller's random streams are not touched.
+            Seed of the sub-patterns, drawn on the CPU for all samples at once: the result does
+            not depend on ``predict_batch_size`` or the device. The caller's random streams are
+            not touched.
 
         Returns
         -------
-        dict with ``top1`` (fraction of samples whose top expert is the same), ``top_k`` (the same
-        set of ``top_k`` experts), ``kl`` (mean KL divergence from the residual router's routing
-        distribution to the feature router's) and ``n_samples``.
+        agreement : dict
+            ``top1``: fraction of samples whose top expert is the same for both routers;
+            ``top_k``: fraction whose set of ``top_k`` experts is the same; ``kl``: mean
+            KL(p_residual || p_feature) of the two routing distributions; ``n_samples``.
+
+        Raises
+        ------
+        ValueError
+            If the model was fitted with ``residual_router=False``: its residual router was
+            never trained, so there is nothing to imitate.
         """
-        validate_parameter_constraints({"random_state": [Interval(Integral, 0, None, closed="left")]},
-                                       {"random_state": random_state}, caller_name="routing_agreement")
+        constraints = {"random_state": [Interval(Integral, 0, None, closed="left")]}
+        validate_parameter_constraints(constraints, {"random_state": random_state}, caller_name="routing_agreement")
+        if isinstance(random_state, (bool, np.bool_)):
+            raise ValueError(f"random_state of routing_agreement must be an integer, got {random_state!r}.")
         arrays = self._validated(X)
-        run = self._predict_arrays(arrays, ("feature_logits", "residual_logits"), pattern_seed=random_state)
+        if not self.net_.module_.use_residual_router:
+            raise ValueError("This MARSClassifier was fitted with residual_router=False: its residual router was "
+                             "never trained, so routing agreement has no meaning.")
+        present, _ = observed_modalities(arrays)
+        sub_patterns = random_present_subset(torch.as_tensor(present), device_generator(random_state, "cpu"))
+        run = self._predict_arrays(arrays, ("feature_logits", "residual_logits"), sub_patterns=sub_patterns)
         feature, residual = torch.as_tensor(run["feature_logits"]), torch.as_tensor(run["residual_logits"])
         k = self.net_.module_.top_k
         kl = F.kl_div(torch.log_softmax(feature, 1), torch.log_softmax(residual, 1), log_target=True,

@@ -1,6 +1,8 @@
 """MARSClassifier: feature-router-only inference, no leakage, determinism, scikit-learn use."""
 
+import copy
 import json
+import pickle
 import warnings
 
 import numpy as np
@@ -8,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import SAMPLE_WEIGHT_EQUIVALENCE, tiny_mars
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -15,6 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from dymo_sklearn import MARSClassifier, MultimodalDict
 from dymo_sklearn._random import attach_generator, random_present_subset
+from dymo_sklearn._training import SAMPLE_WEIGHT
 from dymo_sklearn.nn.mars import MARSNetwork, router_gap
 
 
@@ -189,6 +193,14 @@ def test_discrepancy_noise_is_per_sample_and_proportional_to_the_router_gap():
     assert gap[1] > gap[2] > gap[0] == 0
 
 
+def test_a_single_expert_trains(image_table_data):
+    """One expert: the logit spread is 0, the noise must be 0 too (a sample std would be NaN)."""
+    X, y = image_table_data
+    clf = tiny_mars(n_experts=1, top_k=1, max_epochs=2).fit(X, y)
+    assert np.isfinite(clf.net_.history[:, "train_loss"]).all()
+    assert (clf.explain(X)["gate_0"] == 1.0).all()
+
+
 def test_imitation_target_is_the_noise_free_residual_router(default_small, image_table_data):
     """Noise perturbs routing, never what the feature router is taught to imitate."""
     X, y = image_table_data
@@ -222,8 +234,14 @@ def test_routing_agreement_compares_the_two_routers_on_the_same_sub_patterns(ima
     state = torch.random.get_rng_state()
     assert clf.routing_agreement(X, random_state=3) == clf.routing_agreement(X, random_state=3)
     assert torch.equal(torch.random.get_rng_state(), state)
-    with pytest.raises(ValueError, match="random_state"):
-        clf.routing_agreement(X, random_state=-1)
+    # the sub-patterns are drawn once for all samples: the batch size does not change them
+    by_batches = clf.set_params(predict_batch_size=7).routing_agreement(X, random_state=3)
+    assert by_batches == pytest.approx(clf.set_params(predict_batch_size=1024).routing_agreement(X, random_state=3))
+    for bad in (-1, True, 0.5):
+        with pytest.raises(ValueError, match="random_state"):
+            clf.routing_agreement(X, random_state=bad)
+    with pytest.raises(ValueError, match="residual_router=False"):
+        tiny_mars(max_epochs=1, residual_router=False).fit(X, y).routing_agreement(X)
 
 
 def test_distillation_teaches_the_feature_router_to_imitate(image_table_data):
@@ -242,8 +260,12 @@ def test_noise_weight_is_deprecated(image_table_data):
     with pytest.warns(FutureWarning, match="noise_scale"):
         tiny_mars(max_epochs=1, noise_weight=0.01).fit(X, y)
     with warnings.catch_warnings():
-        warnings.simplefilter("error", FutureWarning)
+        warnings.filterwarnings("error", message="noise_weight", category=FutureWarning)
         tiny_mars(max_epochs=1).fit(X, y)
+    # the warning points at the caller's fit, not at library code
+    with pytest.warns(FutureWarning) as record:
+        tiny_mars(max_epochs=1, noise_weight=0.01).fit(X, y)
+    assert [w.filename for w in record if "noise_weight" in str(w.message)] == [__file__]
 
 
 def test_networks_of_version_0_1_are_refused(fitted, tmp_path):
@@ -256,10 +278,17 @@ def test_networks_of_version_0_1_are_refused(fitted, tmp_path):
     config_file.write_text(json.dumps(config))
     with pytest.raises(ValueError, match="0.1.0.*fit the model again"):
         MARSClassifier.load(tmp_path / "model")
-    state = clf.net_.module_.__getstate__()
-    state["_parameters"] = {**state["_parameters"], "noise_logit": torch.zeros(3)}
+    # a pickle whose network holds version 0.1's learned noise scale
+    old = copy.deepcopy(clf)
+    old.net_.module_.register_parameter("noise_logit", torch.nn.Parameter(torch.zeros(3)))
     with pytest.raises(ValueError, match="fit it again"):
-        MARSNetwork.__new__(MARSNetwork).__setstate__(state)
+        pickle.loads(pickle.dumps(old))
+    # an unfitted 0.1 estimator (inside a search template, say) unpickles with today's defaults
+    unfitted = MARSClassifier()
+    state = unfitted.__getstate__()
+    del state["noise_scale"]
+    unfitted.__setstate__(state)
+    assert clone(unfitted).get_params()["noise_scale"] == MARSClassifier().noise_scale
 
 
 def test_pipeline_cross_validation_and_grid_search(image_table_data, default_small):
@@ -298,22 +327,36 @@ def test_expert_usage_plot_shows_the_gate_means(fitted):
 
 
 def test_validation_loss_watches_observed_and_sub_pattern_inputs(fitted):
-    """Early stopping's loss is the mean of the inference path's cross-entropy on what each
-    sample observes and on a random sub-pattern of it, both through the feature router."""
+    """Early stopping's loss is the mean of the inference path's weighted cross-entropy on what
+    each sample observes and on a random sub-pattern of it, both through the feature router."""
     clf, X, y = fitted
     net, module = clf.net_, clf.net_.module_
     inputs = {name: torch.as_tensor(X[name][:50]) for name in clf.modalities_}
+    weights = torch.linspace(0.2, 1.8, 50)
     labels = torch.as_tensor(y[:50])
     net.validation_generator_ = torch.Generator().manual_seed(7)
     try:
-        step = net.validation_step((inputs, labels))
+        step = net.validation_step(({**inputs, SAMPLE_WEIGHT: weights}, labels))
     finally:
         net.validation_generator_ = None
     with torch.no_grad():
         tokens, present = module.encode(inputs)
         sub_pattern = random_present_subset(present, torch.Generator().manual_seed(7))
         assert not torch.equal(sub_pattern, present)
-        expected = 0.5 * (F.cross_entropy(module.route(tokens, present)[0], labels)
-                          + F.cross_entropy(module.route(tokens, sub_pattern)[0], labels))
+
+        def weighted_ce(pattern):
+            losses = F.cross_entropy(module.route(tokens, pattern)[0], labels, reduction="none")
+            return (weights * losses).sum() / weights.sum()
+
+        expected = 0.5 * (weighted_ce(present) + weighted_ce(sub_pattern))
     assert float(step["loss"]) == pytest.approx(float(expected), rel=1e-5)
     torch.testing.assert_close(step["y_pred"], module.route(tokens, present)[0])
+
+
+def test_early_stopping_reads_the_sub_pattern_validation_loss(image_table_data):
+    X, y = image_table_data
+    clf = tiny_mars(max_epochs=3, early_stopping=True).fit(X, y)
+    history = clf.net_.history
+    assert np.isfinite(history[:, "valid_loss"]).all() and len(history[:, "valid_acc_subsets"]) == 3
+    # the sub-pattern accuracy is its own number, not a copy of the observed one
+    assert history[:, "valid_acc_subsets"] != history[:, "valid_acc"]

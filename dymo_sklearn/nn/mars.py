@@ -5,7 +5,7 @@ fused from a random sub-pattern (z_partial). A *residual router* sees r = z_full
 together with z_partial and routes z_partial to the top-k of N experts; a *feature router* sees
 only what inference sees (z_partial and which modalities it holds) and learns to imitate the
 residual router. Inference uses the feature router alone. The equations, and where they depart
-from the paper, are in docs/mars.md.
+from the paper, are in docs/mars_method.md.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class MARSNetwork(Stochastic, nn.Module):
     """Backbone (encoders + masked fusion transformer + full-input head), experts and routers."""
 
     def __init__(self, modality_names, modality_shapes, encoder_specs, n_classes, d_model=64, n_heads=4,
-                 n_layers=2, dropout=0.1, n_experts=4, top_k=2, expert_hidden=128, noise=True, noise_scale=1.0,
+                 n_layers=2, dropout=0.1, n_experts=4, top_k=2, expert_hidden=128, noise=True, noise_scale=5.0,
                  residual_router=True, standardize_inputs=False, input_scaling=None):
         super().__init__()
         self.backbone = DyMoNetwork(modality_names, modality_shapes, encoder_specs, n_classes, d_model=d_model,
@@ -104,8 +104,10 @@ class MARSNetwork(Stochastic, nn.Module):
         standard deviation of ``noise_scale`` x the routers' gap (total variation) x the spread of
         that sample's logits, so experts learn under the imitation errors they meet at inference."""
         gap = router_gap(residual_logits, feature_logits).detach()[:, None]
-        spread = residual_logits.detach().std(1, keepdim=True)
-        noise = torch.randn(residual_logits.shape, generator=self.generator, device=residual_logits.device)
+        # the sample standard deviation over experts; 0, not NaN, when there is one expert
+        spread = residual_logits.detach().std(1, keepdim=True, correction=int(residual_logits.shape[1] > 1))
+        noise = torch.randn(residual_logits.shape, generator=self.generator, device=residual_logits.device,
+                            dtype=residual_logits.dtype)
         return residual_logits + noise * (self.noise_scale * gap * spread)
 
     def forward(self, **inputs):
