@@ -1,0 +1,138 @@
+"""The information limit at the highest missing rate: banks of pattern specialists next to DyMo.
+
+At a given missing pattern, a recovered modality carries no information the observed ones lack,
+so a classifier trained on exactly the observed modalities is the reference DyMo should reach.
+For every data set and seed of the dilemma benchmark, on the same test set at its highest η
+(``benchmarks.dilemma``: same split, same ``apply_missing`` seed), this fits one specialist per
+missing pattern of three kinds: a logistic regression, an RBF support vector machine and the
+same network as ``DyMoClassifier()`` as shipped, trained on exactly the pattern's modalities. It
+reports each bank, the per-pattern best of the three (chosen on the test set: optimistic) and
+shipped DyMo's accuracy on the same samples, read from ``docs/dilemma.json``.
+
+    python -m benchmarks.specialists      # docs/specialists.md and docs/specialists.json
+    python -m benchmarks.specialists --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+from dymo_sklearn import DyMoClassifier
+from dymo_sklearn.datasets import apply_missing
+
+from .accuracy import flat
+from .common import load_split, write_report
+from .dilemma import DATASETS, SHIPPED
+
+KINDS = ("LogReg", "SVC (RBF)", "network")
+
+
+def specialist(kind, seed, quick):
+    if kind == "LogReg":
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
+    if kind == "SVC (RBF)":
+        return make_pipeline(StandardScaler(), SVC())
+    return DyMoClassifier(random_state=seed, device="cpu", selection="none", **(dict(max_epochs=3) if quick else {}))
+
+
+def observed_patterns(X):
+    names = list(X)
+    return names, np.stack([~np.isnan(np.asarray(X[n]).reshape(len(X[n]), -1)).all(1) for n in names], 1)
+
+
+def run_seed(dataset, seed, quick):
+    X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
+    top = len(rates) - 1
+    X_missing = apply_missing(X_test, rates[top], random_state=1000 * seed + top)  # as benchmarks.dilemma
+    names, observed = observed_patterns(X_missing)
+    rows = []
+    for pattern in np.unique(observed, axis=0):
+        chosen = [n for n, keep in zip(names, pattern) if keep]
+        samples = (observed == pattern).all(1)
+        for kind in KINDS:
+            model = specialist(kind, seed, quick)
+            start = time.perf_counter()
+            if kind == "network":
+                model.fit({n: X_train[n] for n in chosen}, y_train)
+                predicted = model.predict({n: np.asarray(X_missing[n])[samples] for n in chosen})
+            else:
+                model.fit(flat({n: X_train[n] for n in chosen}), y_train)
+                predicted = model.predict(flat({n: np.asarray(X_missing[n])[samples] for n in chosen}))
+            rows.append(dict(dataset=dataset, seed=seed, quick=quick, rate=float(rates[top]), pattern="+".join(chosen),
+                             kind=kind, n_samples=int(samples.sum()), correct=int((predicted == y_test[samples]).sum()),
+                             fit_s=time.perf_counter() - start))
+            print(rows[-1], flush=True)
+    return rows
+
+
+def dilemma_dymo(path=Path("docs/dilemma.json")):
+    """(dataset, seed, rate) -> shipped dymo accuracy with the default recoverer, from the dilemma run."""
+    if not path.is_file():
+        return {}
+    records = json.loads(path.read_text())["records"]
+    return {(r["dataset"], r["seed"], round(r["rate"], 6)): r["accuracy"] for r in records
+            if r["model"] == SHIPPED and r["recoverer"] == "knn" and r["method"] == "dymo"}
+
+
+def report(records, command):
+    dymo = {} if any(r["quick"] for r in records) else dilemma_dymo()  # a smoke run has other splits
+    lines = ["# Pattern specialists at the highest missing rate", "",
+             f"`{command}` — one torch thread. Each test sample at the dilemma benchmark's highest η is "
+             "classified by specialists trained on exactly its observed modalities (same split and missing test "
+             "set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped, fitted on those "
+             "modalities only. *best per pattern*: for each pattern the best of the three on the test samples "
+             "(optimistic: chosen on the test set). *DyMo*: shipped, default recoverer, from docs/dilemma.json. "
+             "Accuracy in %, mean ± sd over seeds.", "",
+             "| data set | η | LogReg | SVC (RBF) | network | best per pattern | DyMo | DyMo − best |",
+             "|---|---|---|---|---|---|---|---|"]
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        mine = [r for r in records if r["dataset"] == dataset]
+        seeds = sorted({r["seed"] for r in mine})
+        per_kind = {kind: [] for kind in KINDS}
+        best, dymo_values = [], []
+        for seed in seeds:
+            rows = [r for r in mine if r["seed"] == seed]
+            total = sum(r["n_samples"] for r in rows if r["kind"] == KINDS[0])
+            for kind in KINDS:
+                per_kind[kind].append(sum(r["correct"] for r in rows if r["kind"] == kind) / total)
+            patterns = {r["pattern"] for r in rows}
+            best.append(sum(max(r["correct"] for r in rows if r["pattern"] == p) for p in patterns) / total)
+            key = (dataset, seed, round(rows[0]["rate"], 6))
+            if key in dymo:
+                dymo_values.append(dymo[key])
+
+        def cell(values):
+            return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}" if values else "–"
+
+        gap = (f"{100 * (np.mean(dymo_values) - np.mean(best)):+.1f}" if len(dymo_values) == len(seeds) else "–")
+        lines.append(f"| {dataset} | {mine[0]['rate']:.2f} | " + " | ".join(cell(per_kind[k]) for k in KINDS)
+                     + f" | {cell(best)} | {cell(dymo_values if len(dymo_values) == len(seeds) else [])} | {gap} |")
+    fit = {kind: np.mean([r["fit_s"] for r in records if r["kind"] == kind]) for kind in KINDS}
+    lines += ["", "Mean fit time of one specialist (s): " + ", ".join(f"{k} {v:.1f}" for k, v in fit.items()) + ".", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seeds", type=int, nargs="*")
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
+    records = [row for dataset in args.datasets for seed in seeds for row in run_seed(dataset, seed, args.quick)]
+    write_report("specialists", args.quick, records, report, argv)
+
+
+if __name__ == "__main__":
+    main()
