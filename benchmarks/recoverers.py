@@ -19,8 +19,10 @@ from dymo_sklearn import DyMoClassifier, MultimodalDict
 from dymo_sklearn.datasets import apply_missing, load_breast_cancer_views, make_multiview_digits
 from dymo_sklearn.recovery import MultimodalVAERecoverer, TabularRecoverer, fit_recoverer, recover, recovery_report
 
+# The paper's training (recovery_aware=False): one network serves every recoverer swapped in below;
+# a recovery-aware network would have learned the recoveries of the one it was fitted with.
 NETWORK = dict(d_model=32, n_heads=4, n_layers=2, projection_dim=32, lr=3e-3, aux_warmup=5,
-               early_stopping=False, acceptance_threshold=0.0, device="cpu")
+               early_stopping=False, acceptance_threshold=0.0, recovery_aware=False, device="cpu")
 
 
 def image_image(seed, quick):
