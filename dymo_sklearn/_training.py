@@ -127,20 +127,24 @@ class SubsetSamplingNet(SeededNet):
         self.aux_weight = aux_weight
 
     def validation_step(self, batch, **fit_params):
-        """skorch's step, plus the accuracy of everything present (``valid_acc``) and of a random
+        """skorch's step (the loss of everything present, as the module's evaluation forward
+        computes it), plus the accuracy of everything present (``valid_acc``) and of a random
         subset of the present modalities per sample (``valid_acc_subsets``): how the network
-        does on the incomplete inputs it will meet."""
-        step = super().validation_step(batch, **fit_params)
+        does on the incomplete inputs it will meet. Each modality is encoded once for both."""
+        self._set_training(False)
         inputs, labels = unpack_data(batch)
         module = self.module_
         labels = labels.to(self.device)
         with torch.no_grad():
             tokens, present = module.encode({name: inputs[name].to(self.device) for name in module.modality_names})
+            logits, z = module.heads(module.fuse(tokens, present))
+            y_pred = (logits[None], z[None])
+            loss = self.get_loss(y_pred, labels, X=inputs, training=False)
             subsets = random_present_subset(present, self.validation_generator_)
-            logits = module.heads(module.fuse(tokens, subsets))[0]
-        self.history.record_batch("valid_acc", (step["y_pred"][0][-1].argmax(-1) == labels).float().mean().item())
-        self.history.record_batch("valid_acc_subsets", (logits.argmax(-1) == labels).float().mean().item())
-        return step
+            subset_logits = module.heads(module.fuse(tokens, subsets))[0]
+        self.history.record_batch("valid_acc", (logits.argmax(-1) == labels).float().mean().item())
+        self.history.record_batch("valid_acc_subsets", (subset_logits.argmax(-1) == labels).float().mean().item())
+        return {"loss": loss, "y_pred": y_pred}
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits, z = y_pred

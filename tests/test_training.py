@@ -406,6 +406,25 @@ def test_validation_accuracy_is_that_of_the_validation_rows():
     assert history[best, "valid_acc_subsets"] < history[best, "valid_acc"]
 
 
+def test_validation_step_is_skorchs_loss_with_each_modality_encoded_once():
+    X, y = _digits_for_the_log(200)
+    clf = tiny_classifier(max_epochs=2, early_stopping=False).fit(X, y)
+    net, module = clf.net_, clf.net_.module_
+    inputs = {name: torch.as_tensor(np.asarray(a)[:64]) for name, a in X.items()}
+    labels = torch.as_tensor(np.searchsorted(clf.classes_, y[:64]))
+    module.pass_counts.clear()
+    net.validation_generator_ = torch.Generator().manual_seed(0)
+    try:
+        step = net.validation_step((inputs, labels))
+    finally:
+        net.validation_generator_ = None
+    assert all(module.pass_counts[f"encoder_{i}"] == 64 for i in range(len(inputs)))
+    with torch.no_grad():  # skorch's own step: the module's evaluation forward, then get_loss
+        expected = net.get_loss(net.infer(inputs), labels, X=inputs, training=False)
+    assert float(step["loss"]) == float(expected)
+    torch.testing.assert_close(step["y_pred"][0], net.infer(inputs)[0], rtol=0, atol=0)
+
+
 def test_the_log_has_colour_only_on_a_terminal(capsys, monkeypatch):
     X, y = _digits_for_the_log()
     tiny_classifier(max_epochs=3, verbose=1, early_stopping=True).fit(X, y)
