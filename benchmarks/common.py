@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import os
@@ -209,3 +210,26 @@ def output_folder(quick):
     folder = Path("build/benchmarks" if quick else "docs")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0, 1, 2)):
+    """The command line of the per-seed benchmarks: ``--quick`` (seed 0, small settings, into
+    build/benchmarks/), ``--seeds``, ``--threads`` and, with ``datasets``, ``--datasets``. Runs
+    ``run_seed(dataset, seed, quick)`` (or ``run_seed(seed, quick)``) and writes the report."""
+    import torch
+
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
+    parser.add_argument("--quick", action="store_true", help="smoke run: seed 0, small settings, into build/")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help=f"default: {' '.join(map(str, seeds))} (0 when --quick)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    if datasets:
+        parser.add_argument("--datasets", nargs="+", default=list(datasets))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    chosen = args.seeds if args.seeds is not None else ([0] if args.quick else list(seeds))
+    if datasets:
+        records = [row for dataset in args.datasets for seed in chosen for row in run_seed(dataset, seed, args.quick)]
+    else:
+        records = [row for seed in chosen for row in run_seed(seed, args.quick)]
+    write_report(name, args.quick, records, report, argv)

@@ -12,11 +12,9 @@ One torch thread. Writes docs/mars.md and docs/mars.json.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-import torch
 from sklearn.impute import KNNImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -26,7 +24,7 @@ from dymo_sklearn import DyMoClassifier, MARSClassifier
 from dymo_sklearn.datasets import apply_missing
 
 from .accuracy import flat
-from .common import load_split, write_report
+from .common import benchmark_main, load_split
 
 DATASETS = ("polymnist_digits", "breast_cancer")
 NETWORK = dict(d_model=32, n_heads=4, n_layers=2, lr=3e-3, early_stopping=False, device="cpu")
@@ -124,15 +122,7 @@ def report(records, command):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", type=int, nargs="*")
-    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-    records = [row for dataset in args.datasets for seed in seeds for row in run_seed(dataset, seed, args.quick)]
-    write_report("mars", args.quick, records, report, argv)
+    benchmark_main("mars", run_seed, report, argv, datasets=DATASETS)
 
 
 if __name__ == "__main__":

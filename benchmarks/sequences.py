@@ -12,12 +12,10 @@ default flattening MLP, and KNNImputer + logistic regression on the flattened re
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.impute import KNNImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -28,7 +26,7 @@ from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing, load_basic_motions
 
 from .accuracy import flat
-from .common import subset, write_report
+from .common import benchmark_main, subset
 
 RATES = (0.0, 0.5)
 
@@ -85,15 +83,7 @@ def report(records, command):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 split, 3 epochs")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 .. 9 (0 when --quick)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else list(range(10)))
-    records = [row for seed in seeds for row in run_seed(seed, args.quick)]
-    write_report("sequences", args.quick, records, report, argv)
+    benchmark_main("sequences", run_seed, report, argv, seeds=range(10))
 
 
 if __name__ == "__main__":

@@ -15,13 +15,11 @@ shipped DyMo's accuracy on the same samples, read from ``docs/dilemma.json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -31,7 +29,7 @@ from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing
 
 from .accuracy import flat
-from .common import load_split, write_report
+from .common import benchmark_main, load_split
 from .dilemma import DATASETS, SHIPPED
 
 KINDS = ("LogReg", "SVC (RBF)", "network")
@@ -123,15 +121,7 @@ def report(records, command):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--seeds", type=int, nargs="*")
-    parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-    records = [row for dataset in args.datasets for seed in seeds for row in run_seed(dataset, seed, args.quick)]
-    write_report("specialists", args.quick, records, report, argv)
+    benchmark_main("specialists", run_seed, report, argv, datasets=DATASETS)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,16 @@ Everything else is at its default, with the default recoverer.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.model_selection import train_test_split
 
 from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing, load_breast_cancer_views
 
-from .common import load_split, subset, write_report
+from .common import benchmark_main, load_split, subset
 
 DATASETS = ("breast_cancer_raw", "breast_cancer", "polymnist_digits", "polymnist_mnist")
 
@@ -83,16 +81,7 @@ def report(records, command):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, small data, 3 epochs")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS))
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (0 when --quick)")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else [0, 1, 2])
-    records = [row for dataset in args.datasets for seed in seeds for row in run_seed(dataset, seed, args.quick)]
-    write_report("standardize", args.quick, records, report, argv)
+    benchmark_main("standardize", run_seed, report, argv, datasets=DATASETS)
 
 
 if __name__ == "__main__":
