@@ -24,7 +24,7 @@ from skorch.dataset import Dataset, ValidSplit
 from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
-from ._categorical import encode_categories, fit_categories
+from ._categorical import encode_categories, fit_categories, has_categories
 from ._devices import resolve_device
 from ._random import fit_seed
 from ._training import SAMPLE_WEIGHT, is_terminal
@@ -129,17 +129,29 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
                         delattr(self, attribute)
             elif hasattr(self, "n_features_in_"):
                 raise TypeError("This estimator was fitted on a 2-D array; predict on a 2-D array too.")
-            if reset:
-                self.categories_ = fit_categories(X)
-            X = encode_categories(X, getattr(self, "categories_", {}))
-            return validate_modalities(X, reference_shapes=None if reset else self.modality_shapes_)
+            return self._encoded_modalities(X, reset=reset)
         if not reset and not hasattr(self, "n_features_in_"):
             raise TypeError(
                 f"This estimator was fitted on a dict of modalities {self.modalities_}; got {type(X).__name__}."
             )
+        if has_categories(X):
+            # A table with categorical columns: split it by column position into DataFrames,
+            # which are then encoded as a dict of DataFrames would be.
+            validate_data(self, X, reset=reset, skip_check_array=True)
+            positions = split_columns(np.arange(X.shape[1])[None, :], self.column_groups,
+                                      getattr(self, "feature_names_in_", None))
+            return self._encoded_modalities({name: X.iloc[:, columns[0]] for name, columns in positions.items()},
+                                            reset=reset)
         array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float32)
         modalities = split_columns(array, self.column_groups, getattr(self, "feature_names_in_", None))
         return validate_modalities(modalities, reference_shapes=None if reset else self.modality_shapes_)
+
+    def _encoded_modalities(self, X, *, reset):
+        """Categorical columns fitted (``reset``) or encoded, then every modality validated."""
+        if reset:
+            self.categories_ = fit_categories(X)
+        X = encode_categories(X, getattr(self, "categories_", {}))
+        return validate_modalities(X, reference_shapes=None if reset else self.modality_shapes_)
 
     def _encoder_specs(self, names):
         specs = dict(self.encoders or {})

@@ -151,3 +151,22 @@ def test_reserved_names_cannot_be_modalities():
     X, y = _clinical(60)
     with pytest.raises(ValueError, match=r"Modality names \['sample_weight'\] are reserved"):
         tiny_classifier().fit({"sample_weight": X["image"], "clinical": X["clinical"]}, y)
+
+
+def test_one_table_with_categorical_columns_splits_by_column_groups(tmp_path):
+    """A single DataFrame with string and Categorical columns, split by column_groups, is the
+    same model as the dict of DataFrames it stands for; its column names are checked at predict."""
+    X, y = _clinical()
+    table = X["clinical"].assign(pixel_sum=np.nan_to_num(X["image"]).sum(axis=(1, 2, 3)))
+    groups = {"labs": ["age", "pixel_sum"], "history": ["smoking", "site", "male"]}
+    as_dict = MultimodalDict(labs=table[groups["labs"]], history=table[groups["history"]])
+    from_table = tiny_classifier(column_groups=groups, max_epochs=5).fit(table, y)
+    from_dict = tiny_classifier(max_epochs=5).fit(as_dict, y)
+    assert from_table.modality_shapes_ == {"labs": (2,), "history": (7,)} == from_dict.modality_shapes_
+    np.testing.assert_array_equal(from_table.predict_proba(table), from_dict.predict_proba(as_dict))
+    assert list(from_table.feature_names_in_) == list(table.columns)
+    with pytest.raises(ValueError, match="same order"):
+        from_table.predict(table[table.columns[::-1]])
+    from_table.save(tmp_path / "model")
+    loaded = DyMoClassifier.load(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.predict_proba(table), from_table.predict_proba(table))
