@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -85,7 +86,7 @@ def dilemma_dymo(path=Path("docs/dilemma.json")):
 def report(records, command):
     dymo = {} if any(r["quick"] for r in records) else dilemma_dymo()  # a smoke run has other splits
     lines = ["# Pattern specialists at the highest missing rate", "",
-             f"`{command}` — one torch thread. Each test sample at the dilemma benchmark's highest η is "
+             f"`{command}` — {torch.get_num_threads()} torch thread(s). Each test sample at the dilemma benchmark's highest η is "
              "classified by specialists trained on exactly its observed modalities (same split and missing test "
              "set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped, fitted on those "
              "modalities only. *best per pattern*: for each pattern the best of the three on the test samples "

@@ -134,7 +134,9 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             raise TypeError(
                 f"This estimator was fitted on a dict of modalities {self.modalities_}; got {type(X).__name__}."
             )
-        if has_categories(X):
+        # Whether the table has categorical columns is decided at fit: at predict a column may
+        # arrive as object dtype (numbers read from JSON) or as all-NaN floats (no value given).
+        if has_categories(X) if reset else bool(getattr(self, "categories_", {})):
             # A table with categorical columns: split it by column position into DataFrames,
             # which are then encoded as a dict of DataFrames would be.
             validate_data(self, X, reset=reset, skip_check_array=True)
@@ -142,6 +144,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
                                       getattr(self, "feature_names_in_", None))
             return self._encoded_modalities({name: X.iloc[:, columns[0]] for name, columns in positions.items()},
                                             reset=reset)
+        if reset:
+            self.categories_ = {}
         array = validate_data(self, X, reset=reset, ensure_all_finite="allow-nan", dtype=np.float32)
         modalities = split_columns(array, self.column_groups, getattr(self, "feature_names_in_", None))
         return validate_modalities(modalities, reference_shapes=None if reset else self.modality_shapes_)

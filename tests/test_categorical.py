@@ -170,3 +170,19 @@ def test_one_table_with_categorical_columns_splits_by_column_groups(tmp_path):
     from_table.save(tmp_path / "model")
     loaded = DyMoClassifier.load(tmp_path / "model")
     np.testing.assert_array_equal(loaded.predict_proba(table), from_table.predict_proba(table))
+
+
+def test_a_table_keeps_the_kind_it_was_fitted_with():
+    """Whether a 2-D table holds categories is decided at fit, not by the dtypes at predict."""
+    X, y = _clinical()
+    numeric = X["clinical"][["age"]].assign(other=np.arange(len(y), dtype=float))
+    fitted = tiny_classifier(max_epochs=1).fit(numeric, y)
+    # numbers that arrive as objects (read from JSON, say) are the same numbers
+    np.testing.assert_array_equal(fitted.predict_proba(numeric.astype(object)), fitted.predict_proba(numeric))
+    table = X["clinical"]
+    categorical = tiny_classifier(max_epochs=1).fit(table, y)
+    # a categorical column with no value in this batch (all-NaN floats) is missing, not a new shape
+    unknown = table.assign(smoking=np.nan)
+    assert categorical.predict_proba(unknown).shape == (len(y), 3)
+    # refitting on numbers forgets the categories of an earlier fit
+    assert categorical.fit(numeric, y).categories_ == {}
