@@ -105,6 +105,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
 
     _saved_arrays = ()
     _saved_scalars = ()
+    # Parameters that files saved before they existed lack; such files hold another network.
+    _refit_unless_saved = ()
     _saved_estimator = None
 
     def __sklearn_tags__(self):

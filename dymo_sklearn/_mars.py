@@ -16,16 +16,15 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions, validate_parameter_constraints
-from skorch.dataset import unpack_data
 
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _tensors, check_finite_outputs
 from ._input import observed_modalities
 from ._random import device_generator, random_present_subset
-from ._training import SeededNet, batch_weights, build_net, weighted_loss
+from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
 from .nn.mars import MARSNetwork, top_k_sets
 
 
-class _MARSNet(SeededNet):
+class _MARSNet(SubPatternValidation, SeededNet):
     """Loss = CE(full) + CE(partial, routed) + weighted imitation and load-balancing terms; the
     two cross-entropies weigh each sample by its weight when the batch carries ``SAMPLE_WEIGHT``.
 
@@ -40,23 +39,13 @@ class _MARSNet(SeededNet):
         super().__init__(*args, **kwargs)
         self.weights = weights or {}
 
-    def validation_step(self, batch, **fit_params):
-        self._set_training(False)
-        inputs, labels = unpack_data(batch)
-        module = self.module_
-        inputs = {name: value.to(self.device) for name, value in inputs.items()}
-        labels = labels.to(self.device)
-        with torch.no_grad():
-            tokens, present = module.encode(inputs)
-            subsets = random_present_subset(present, self.validation_generator_)
-            batch_size = len(labels)
-            logits, _ = module.route(torch.cat([tokens, tokens]), torch.cat([present, subsets]))
-            observed, sub_pattern = logits[:batch_size], logits[batch_size:]
-            loss = 0.5 * (self.get_loss((observed, None, None), labels, X=inputs)
-                          + self.get_loss((sub_pattern, None, None), labels, X=inputs))
-        self.history.record_batch("valid_acc", (observed.argmax(-1) == labels).float().mean().item())
-        self.history.record_batch("valid_acc_subsets", (sub_pattern.argmax(-1) == labels).float().mean().item())
-        return {"loss": loss, "y_pred": observed}
+    def validation_outputs(self, module, tokens, present, subsets, labels, inputs):
+        batch_size = len(labels)
+        logits, _ = module.route(torch.cat([tokens, tokens]), torch.cat([present, subsets]))
+        observed, sub_pattern = logits[:batch_size], logits[batch_size:]
+        loss = 0.5 * (self.get_loss((observed, None, None), labels, X=inputs)
+                      + self.get_loss((sub_pattern, None, None), labels, X=inputs))
+        return loss, observed, observed, sub_pattern
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         full_logits, partial_logits, auxiliary = y_pred
@@ -121,7 +110,6 @@ class MARSClassifier(MultimodalClassifier):
     # pickles of version 0.1 are refused below and in MARSNetwork).
     _parameters_added_later = {"class_weight": None, "standardize": False, "noise_scale": 5.0,
                                "noise_weight": "deprecated"}
-    # Files saved before these parameters existed hold a different network: refit them.
     _refit_unless_saved = ("noise_scale",)
     _parameter_constraints = {
         **SHARED_PARAMETER_CONSTRAINTS,

@@ -215,7 +215,7 @@ def load_model(cls, path, *, device=None, encoders=None):
     saved_class = config.get("estimator", "DyMoClassifier")
     if saved_class != cls.__name__:
         raise ValueError(f"{path} holds a {saved_class}; load it with {saved_class}.load.")
-    outdated = [name for name in getattr(cls, "_refit_unless_saved", ()) if name not in config["params"]]
+    outdated = [name for name in cls._refit_unless_saved if name not in config["params"]]
     if outdated:
         raise ValueError(f"{path} was saved by dymo_sklearn {config.get('package_version')}, whose "
                          f"{cls.__name__} network differs from this version's ({outdated} did not exist); "

@@ -108,7 +108,33 @@ class SeededNet(NeuralNet):
         return getattr(self, prefix)(dataset, **kwargs)
 
 
-class SubsetSamplingNet(SeededNet):
+class SubPatternValidation:
+    """Validation of a net whose module classifies incomplete inputs: skorch's step with each
+    modality encoded once, plus the accuracy of everything each held-out sample observes
+    (``valid_acc``) and of a random subset of it (``valid_acc_subsets``), how the network does on
+    the incomplete inputs it will meet. The subsets come from ``validation_generator_``; the net
+    says in :meth:`validation_outputs` what it scores and which loss early stopping watches."""
+
+    def validation_step(self, batch, **fit_params):
+        self._set_training(False)
+        inputs, labels = unpack_data(batch)
+        module = self.module_
+        labels = labels.to(self.device)
+        with torch.no_grad():
+            tokens, present = module.encode({name: inputs[name].to(self.device) for name in module.modality_names})
+            subsets = random_present_subset(present, self.validation_generator_)
+            loss, y_pred, observed, sub_pattern = self.validation_outputs(module, tokens, present, subsets, labels,
+                                                                          inputs)
+        self.history.record_batch("valid_acc", (observed.argmax(-1) == labels).float().mean().item())
+        self.history.record_batch("valid_acc_subsets", (sub_pattern.argmax(-1) == labels).float().mean().item())
+        return {"loss": loss, "y_pred": y_pred}
+
+    def validation_outputs(self, module, tokens, present, subsets, labels, inputs):
+        """(loss, y_pred, logits of everything present, logits of ``subsets``) of one batch."""
+        raise NotImplementedError
+
+
+class SubsetSamplingNet(SubPatternValidation, SeededNet):
     """skorch net whose module returns (logits, z) for A subset passes.
 
     Loss = mean cross-entropy over the passes + ``aux_weight`` * cross-entropy of the prototype
@@ -126,25 +152,14 @@ class SubsetSamplingNet(SeededNet):
         self.temperature = temperature
         self.aux_weight = aux_weight
 
-    def validation_step(self, batch, **fit_params):
-        """skorch's step (the loss of everything present, as the module's evaluation forward
-        computes it), plus the accuracy of everything present (``valid_acc``) and of a random
-        subset of the present modalities per sample (``valid_acc_subsets``): how the network
-        does on the incomplete inputs it will meet. Each modality is encoded once for both."""
-        self._set_training(False)
-        inputs, labels = unpack_data(batch)
-        module = self.module_
-        labels = labels.to(self.device)
-        with torch.no_grad():
-            tokens, present = module.encode({name: inputs[name].to(self.device) for name in module.modality_names})
-            logits, z = module.heads(module.fuse(tokens, present))
-            y_pred = (logits[None], z[None])
-            loss = self.get_loss(y_pred, labels, X=inputs, training=False)
-            subsets = random_present_subset(present, self.validation_generator_)
-            subset_logits = module.heads(module.fuse(tokens, subsets))[0]
-        self.history.record_batch("valid_acc", (logits.argmax(-1) == labels).float().mean().item())
-        self.history.record_batch("valid_acc_subsets", (subset_logits.argmax(-1) == labels).float().mean().item())
-        return {"loss": loss, "y_pred": y_pred}
+    def validation_outputs(self, module, tokens, present, subsets, labels, inputs):
+        """The loss of everything present (the module's evaluation forward and ``get_loss``, as
+        skorch's step computes it), its outputs, and the logits of everything present and of
+        ``subsets``."""
+        logits, z = module.heads(module.fuse(tokens, present))
+        y_pred = (logits[None], z[None])
+        subset_logits = module.heads(module.fuse(tokens, subsets))[0]
+        return self.get_loss(y_pred, labels, X=inputs, training=False), y_pred, logits, subset_logits
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         logits, z = y_pred
