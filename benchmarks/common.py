@@ -190,15 +190,16 @@ def best_time(function, repeats=3):
     return min(times), result
 
 
-def write_report(name, quick, records, report, argv):
-    """Write ``<name>.json`` (the records) and ``<name>.md`` (``report(records, command)``) into
-    :func:`output_folder`, and print the page; ``argv`` gives the command line it names."""
+def write_report(name, quick, records, report, argv, stem=None):
+    """Write ``<stem>.json`` (the records) and ``<stem>.md`` (``report(records, command)``) into
+    :func:`output_folder`, and print the page; ``argv`` gives the command line it names and
+    ``stem`` defaults to ``name`` (``<name>_quick`` for a smoke run)."""
     import json
     import sys
 
     command = f"python -m benchmarks.{name} " + " ".join(argv if argv is not None else sys.argv[1:])
     folder = output_folder(quick)
-    stem = f"{name}_quick" if quick else name
+    stem = stem or (f"{name}_quick" if quick else name)
     (folder / f"{stem}.json").write_text(json.dumps(records, indent=1))
     markdown = report(records, command.strip())
     (folder / f"{stem}.md").write_text(markdown)
@@ -214,7 +215,7 @@ def output_folder(quick):
 
 def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0, 1, 2)):
     """The command line of the per-seed benchmarks: ``--quick`` (seed 0, small settings, into
-    build/benchmarks/), ``--seeds``, ``--threads`` and, with ``datasets``, ``--datasets``. Runs
+    build/benchmarks/), ``--seeds``, ``--threads``, ``--name`` and, with ``datasets``, ``--datasets``. Runs
     ``run_seed(dataset, seed, quick)`` (or ``run_seed(seed, quick)``) and writes the report."""
     import torch
 
@@ -223,6 +224,7 @@ def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help=f"default: {' '.join(map(str, seeds))} (0 when --quick)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--name", default=None, help=f"output name (default: {name}, or {name}_quick)")
     if datasets:
         parser.add_argument("--datasets", nargs="+", default=list(datasets))
     args = parser.parse_args(argv)
@@ -232,4 +234,4 @@ def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0
         records = [row for dataset in args.datasets for seed in chosen for row in run_seed(dataset, seed, args.quick)]
     else:
         records = [row for seed in chosen for row in run_seed(seed, args.quick)]
-    write_report(name, args.quick, records, report, argv)
+    write_report(name, args.quick, records, report, argv, stem=args.name)

@@ -7,9 +7,11 @@ For every data set and seed of the dilemma benchmark, on the same test set at it
 missing pattern of three kinds: a logistic regression, an RBF support vector machine and the
 same network as ``DyMoClassifier()`` as shipped, trained on exactly the pattern's modalities. It
 reports each bank, the per-pattern best of the three (chosen on the test set: optimistic) and
-shipped DyMo's accuracy on the same samples, read from ``docs/dilemma.json``.
+shipped DyMo's accuracy on the same samples, read from ``docs/dilemma.json`` (and
+``docs/dilemma_fashion.json``).
 
     python -m benchmarks.specialists      # docs/specialists.md and docs/specialists.json
+    python -m benchmarks.specialists --datasets polymnist_fashion --seeds 0 --threads 2 --name specialists_fashion
     python -m benchmarks.specialists --quick
 """
 
@@ -74,11 +76,9 @@ def run_seed(dataset, seed, quick):
     return rows
 
 
-def dilemma_dymo(path=Path("docs/dilemma.json")):
-    """(dataset, seed, rate) -> shipped dymo accuracy with the default recoverer, from the dilemma run."""
-    if not path.is_file():
-        return {}
-    records = json.loads(path.read_text())["records"]
+def dilemma_dymo(paths=(Path("docs/dilemma.json"), Path("docs/dilemma_fashion.json"))):
+    """(dataset, seed, rate) -> shipped dymo accuracy with the default recoverer, from the dilemma runs."""
+    records = [r for path in paths if path.is_file() for r in json.loads(path.read_text())["records"]]
     return {(r["dataset"], r["seed"], round(r["rate"], 6)): r["accuracy"] for r in records
             if r["model"] == SHIPPED and r["recoverer"] == "knn" and r["method"] == "dymo"}
 
@@ -90,7 +90,8 @@ def report(records, command):
              "classified by specialists trained on exactly its observed modalities (same split and missing test "
              "set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped, fitted on those "
              "modalities only. *best per pattern*: for each pattern the best of the three on the test samples "
-             "(optimistic: chosen on the test set). *DyMo*: shipped, default recoverer, from docs/dilemma.json. "
+             "(optimistic: chosen on the test set). *DyMo*: shipped, default recoverer, from docs/dilemma.json "
+             "(docs/dilemma_fashion.json for Fashion-MNIST). "
              "Accuracy in %, mean ± sd over seeds.", "",
              "| data set | η | LogReg | SVC (RBF) | network | best per pattern | DyMo | DyMo − best |",
              "|---|---|---|---|---|---|---|---|"]
