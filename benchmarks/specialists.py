@@ -11,7 +11,7 @@ shipped DyMo's accuracy on the same samples, read from ``docs/dilemma.json`` (an
 ``docs/dilemma_fashion.json``).
 
     python -m benchmarks.specialists      # docs/specialists.md and docs/specialists.json
-    python -m benchmarks.specialists --datasets polymnist_fashion --seeds 0 --threads 2 --name specialists_fashion
+    python -m benchmarks.specialists --datasets polymnist_fashion --seeds 0 --threads 1 --name specialists_fashion
     python -m benchmarks.specialists --quick
 """
 
@@ -85,7 +85,9 @@ def dilemma_dymo(paths=(Path("docs/dilemma.json"), Path("docs/dilemma_fashion.js
 
 def report(records, command):
     dymo = {} if any(r["quick"] for r in records) else dilemma_dymo()  # a smoke run has other splits
-    lines = ["# Pattern specialists at the highest missing rate", "",
+    datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    title = "# Pattern specialists at the highest missing rate"
+    lines = [title if set(datasets) == set(DATASETS) else f"{title}: {', '.join(datasets)}", "",
              f"`{command}` — {torch.get_num_threads()} torch thread(s). Each test sample at the dilemma benchmark's highest η is "
              "classified by specialists trained on exactly its observed modalities (same split and missing test "
              "set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped, fitted on those "
@@ -95,7 +97,7 @@ def report(records, command):
              "Accuracy in %, mean ± sd over seeds.", "",
              "| data set | η | LogReg | SVC (RBF) | network | best per pattern | DyMo | DyMo − best |",
              "|---|---|---|---|---|---|---|---|"]
-    for dataset in dict.fromkeys(r["dataset"] for r in records):
+    for dataset in datasets:
         mine = [r for r in records if r["dataset"] == dataset]
         seeds = sorted({r["seed"] for r in mine})
         per_kind = {kind: [] for kind in KINDS}

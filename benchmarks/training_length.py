@@ -1,0 +1,96 @@
+"""How long the shipped DyMoClassifier trains: its defaults against a longer schedule.
+
+``DyMoClassifier()`` stops after ``patience=5`` epochs without improvement, at most
+``max_epochs=50``. This fits the same model with ``max_epochs=100, patience=10`` on the dilemma
+benchmark's splits and missing test sets (``benchmarks.dilemma``: same seeds, default recoverer)
+and sets it beside the shipped model's figures read from ``docs/dilemma.json`` (the same fits:
+the code and seeds are unchanged). Accuracy of ``none``, ``all`` and ``dymo`` per η, epochs run
+and fit time.
+
+    python -m benchmarks.training_length          # docs/training_length.md and .json
+    python -m benchmarks.training_length --quick  # smoke run into build/benchmarks/
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dymo_sklearn.datasets import apply_missing
+
+from .common import benchmark_main, load_split
+from .dilemma import DATASETS, SHIPPED, shipped
+
+LONGER = {"max_epochs": 100, "patience": 10}
+LONGER_LABEL = "max_epochs=100, patience=10"
+METHODS = ("none", "all", "dymo")
+
+
+def run_seed(dataset, seed, quick):
+    X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
+    tests = {float(rate): apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
+    start = time.perf_counter()
+    model = shipped(None, seed, quick, **({} if quick else LONGER)).fit(X_train, y_train)
+    label = "smoke run (max_epochs=3)" if quick else LONGER_LABEL
+    fit_s, n_epochs = time.perf_counter() - start, len(model.net_.history)
+    rows = []
+    for rate, X_missing in tests.items():
+        for method in METHODS:
+            model.set_params(selection=method)
+            rows.append({"dataset": dataset, "seed": seed, "quick": quick, "rate": rate, "method": method,
+                         "model": label, "accuracy": float(np.mean(model.predict(X_missing) == y_test)),
+                         "fit_s": fit_s, "n_epochs": n_epochs})
+    print(f"[{dataset}] seed {seed}: {n_epochs} epochs, {fit_s:.0f}s", flush=True)
+    return rows
+
+
+def shipped_records(datasets, seeds, path=Path("docs/dilemma.json")):
+    """The shipped model (default recoverer) from the dilemma run, as rows of this benchmark."""
+    if not path.is_file():
+        return []
+    run = json.loads(path.read_text())
+    fits = {(f["dataset"], f["seed"]): f for f in run["fits"] if f["model"] == SHIPPED and f["recoverer"] == "knn"}
+    return [{**{key: r[key] for key in ("dataset", "seed", "rate", "method", "accuracy")}, "model": "shipped",
+             "fit_s": fits[r["dataset"], r["seed"]]["fit_s"], "n_epochs": fits[r["dataset"], r["seed"]]["n_epochs"]}
+            for r in run["records"]
+            if r["model"] == SHIPPED and r["recoverer"] == "knn" and r["method"] in METHODS
+            and r["dataset"] in datasets and r["seed"] in seeds]
+
+
+def report(records, command):
+    frame = pd.DataFrame(records)
+    quick = bool(frame["quick"].any())
+    seeds = sorted(frame.seed.unique().tolist())
+    if not quick:  # a smoke run has other splits than the dilemma run
+        frame = pd.concat([pd.DataFrame(shipped_records(set(frame.dataset), set(seeds))), frame], ignore_index=True)
+    models = list(dict.fromkeys(frame.model))
+    lines = ["# Training length of the shipped model", "",
+             f"Produced by `{command}` ({torch.get_num_threads()} torch thread(s)): `DyMoClassifier()` as shipped "
+             f"(read from docs/dilemma.json, same splits, seeds {seeds} and missing test sets) against the same "
+             f"model with `{LONGER_LABEL}`. Default recoverer; accuracy in %, mean ± sd over seeds.", "",
+             "| data set | η | method | " + " | ".join(models) + " | difference |",
+             "|---|---|---|" + "---|" * (len(models) + 1)]
+    for (dataset, rate, method), part in frame.groupby(["dataset", "rate", "method"], sort=False):
+        by_model = {m: part[part.model == m].accuracy.to_numpy() * 100 for m in models}
+        cells = [f"{v.mean():.1f} ± {v.std():.1f}" if len(v) else "–" for v in by_model.values()]
+        difference = (f"{by_model[models[-1]].mean() - by_model[models[0]].mean():+.1f}"
+                      if len(models) > 1 and all(len(v) for v in by_model.values()) else "–")
+        lines.append(f"| {dataset} | {rate:.2f} | {method} | " + " | ".join(cells) + f" | {difference} |")
+    fits = frame.drop_duplicates(["dataset", "seed", "model"]).groupby(["dataset", "model"], sort=False)
+    lines += ["", "| data set | model | epochs per seed | mean fit (s) |", "|---|---|---|---|"]
+    lines += [f"| {dataset} | {model} | {', '.join(str(int(e)) for e in part.n_epochs)} | {part.fit_s.mean():.1f} |"
+              for (dataset, model), part in fits]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    benchmark_main("training_length", run_seed, report, argv, datasets=DATASETS)
+
+
+if __name__ == "__main__":
+    main()
