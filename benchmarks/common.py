@@ -195,9 +195,10 @@ def write_report(name, quick, records, report, argv, stem=None):
     :func:`output_folder`, and print the page; ``argv`` gives the command line it names and
     ``stem`` defaults to ``name`` (``<name>_quick`` for a smoke run)."""
     import json
+    import shlex
     import sys
 
-    command = f"python -m benchmarks.{name} " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = f"python -m benchmarks.{name} " + shlex.join(argv if argv is not None else sys.argv[1:])
     folder = output_folder(quick)
     stem = stem or (f"{name}_quick" if quick else name)
     (folder / f"{stem}.json").write_text(json.dumps(records, indent=1))
@@ -213,10 +214,17 @@ def output_folder(quick):
     return folder
 
 
-def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0, 1, 2)):
+def params_label(params):
+    """``{"max_epochs": 100, "patience": 10}`` -> ``"max_epochs=100, patience=10"``."""
+    return ", ".join(f"{key}={value}" for key, value in params.items())
+
+
+def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0, 1, 2), options=None):
     """The command line of the per-seed benchmarks: ``--quick`` (seed 0, small settings, into
     build/benchmarks/), ``--seeds``, ``--threads``, ``--name`` and, with ``datasets``, ``--datasets``. Runs
-    ``run_seed(dataset, seed, quick)`` (or ``run_seed(seed, quick)``) and writes the report."""
+    ``run_seed(dataset, seed, quick)`` (or ``run_seed(seed, quick)``) and writes the report.
+    ``options`` maps further flags to ``add_argument`` keywords; their values reach ``run_seed``
+    as keyword arguments."""
     import torch
 
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
@@ -227,11 +235,16 @@ def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0
     parser.add_argument("--name", default=None, help=f"output name (default: {name}, or {name}_quick)")
     if datasets:
         parser.add_argument("--datasets", nargs="+", default=list(datasets))
+    for flag, settings in (options or {}).items():
+        parser.add_argument(flag, **settings)
     args = parser.parse_args(argv)
+    extra = {flag.lstrip("-").replace("-", "_"): None for flag in options or {}}
+    extra = {key: getattr(args, key) for key in extra}
     torch.set_num_threads(args.threads)
     chosen = args.seeds if args.seeds is not None else ([0] if args.quick else list(seeds))
     if datasets:
-        records = [row for dataset in args.datasets for seed in chosen for row in run_seed(dataset, seed, args.quick)]
+        records = [row for dataset in args.datasets for seed in chosen
+                   for row in run_seed(dataset, seed, args.quick, **extra)]
     else:
-        records = [row for seed in chosen for row in run_seed(seed, args.quick)]
+        records = [row for seed in chosen for row in run_seed(seed, args.quick, **extra)]
     write_report(name, args.quick, records, report, argv, stem=args.name)

@@ -32,18 +32,19 @@ from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing
 
 from .accuracy import flat
-from .common import benchmark_main, load_split
+from .common import benchmark_main, load_split, params_label
 from .dilemma import DATASETS, SHIPPED
 
 KINDS = ("LogReg", "SVC (RBF)", "network")
 
 
-def specialist(kind, seed, quick):
+def specialist(kind, seed, quick, network_params):
     if kind == "LogReg":
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     if kind == "SVC (RBF)":
         return make_pipeline(StandardScaler(), SVC())
-    return DyMoClassifier(random_state=seed, device="cpu", selection="none", **(dict(max_epochs=3) if quick else {}))
+    return DyMoClassifier(random_state=seed, device="cpu", selection="none",
+                          **{**network_params, **({"max_epochs": 3} if quick else {})})
 
 
 def observed_patterns(X):
@@ -51,7 +52,8 @@ def observed_patterns(X):
     return names, np.stack([~np.isnan(np.asarray(X[n]).reshape(len(X[n]), -1)).all(1) for n in names], 1)
 
 
-def run_seed(dataset, seed, quick):
+def run_seed(dataset, seed, quick, network_params=None):
+    network_params = network_params or {}
     X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
     top = len(rates) - 1
     X_missing = apply_missing(X_test, rates[top], random_state=1000 * seed + top)  # as benchmarks.dilemma
@@ -61,7 +63,7 @@ def run_seed(dataset, seed, quick):
         chosen = [n for n, keep in zip(names, pattern) if keep]
         samples = (observed == pattern).all(1)
         for kind in KINDS:
-            model = specialist(kind, seed, quick)
+            model = specialist(kind, seed, quick, network_params)
             start = time.perf_counter()
             if kind == "network":
                 model.fit({n: X_train[n] for n in chosen}, y_train)
@@ -71,7 +73,7 @@ def run_seed(dataset, seed, quick):
                 predicted = model.predict(flat({n: np.asarray(X_missing[n])[samples] for n in chosen}))
             rows.append(dict(dataset=dataset, seed=seed, quick=quick, rate=float(rates[top]), pattern="+".join(chosen),
                              kind=kind, n_samples=int(samples.sum()), correct=int((predicted == y_test[samples]).sum()),
-                             fit_s=time.perf_counter() - start))
+                             fit_s=time.perf_counter() - start, network_params=network_params))
             print(rows[-1], flush=True)
     return rows
 
@@ -83,17 +85,33 @@ def dilemma_dymo(paths=(Path("docs/dilemma.json"), Path("docs/dilemma_fashion.js
             if r["model"] == SHIPPED and r["recoverer"] == "knn" and r["method"] == "dymo"}
 
 
+def trained_as(network_params, path=Path("docs/training_length.json")):
+    """The same mapping for DyMo trained with ``network_params``, from the training-length run."""
+    if not path.is_file():
+        return {}
+    return {(r["dataset"], r["seed"], round(r["rate"], 6)): r["accuracy"] for r in json.loads(path.read_text())
+            if r["model"] == params_label(network_params) and r["method"] == "dymo"}
+
+
 def report(records, command):
-    dymo = {} if any(r["quick"] for r in records) else dilemma_dymo()  # a smoke run has other splits
+    network_params = records[0].get("network_params") or {}
+    if any(r["quick"] for r in records):  # a smoke run has other splits
+        dymo = {}
+    else:
+        dymo = trained_as(network_params) if network_params else dilemma_dymo()
+    trained = f" with `{params_label(network_params)}`" if network_params else ""
+    source = ("docs/training_length.json, trained the same way" if network_params else
+              "docs/dilemma.json (docs/dilemma_fashion.json for Fashion-MNIST)")
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
     title = "# Pattern specialists at the highest missing rate"
-    lines = [title if set(datasets) == set(DATASETS) else f"{title}: {', '.join(datasets)}", "",
+    title += "" if set(datasets) == set(DATASETS) else f": {', '.join(datasets)}"
+    title += f" (trained with {params_label(network_params)})" if network_params else ""
+    lines = [title, "",
              f"`{command}` — {torch.get_num_threads()} torch thread(s). Each test sample at the dilemma benchmark's highest η is "
              "classified by specialists trained on exactly its observed modalities (same split and missing test "
-             "set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped, fitted on those "
-             "modalities only. *best per pattern*: for each pattern the best of the three on the test samples "
-             "(optimistic: chosen on the test set). *DyMo*: shipped, default recoverer, from docs/dilemma.json "
-             "(docs/dilemma_fashion.json for Fashion-MNIST). "
+             f"set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped{trained}, fitted on "
+             "those modalities only. *best per pattern*: for each pattern the best of the three on the test samples "
+             f"(optimistic: chosen on the test set). *DyMo*: shipped{trained}, default recoverer, from {source}. "
              "Accuracy in %, mean ± sd over seeds.", "",
              "| data set | η | LogReg | SVC (RBF) | network | best per pattern | DyMo | DyMo − best |",
              "|---|---|---|---|---|---|---|---|"]
@@ -125,7 +143,11 @@ def report(records, command):
 
 
 def main(argv=None):
-    benchmark_main("specialists", run_seed, report, argv, datasets=DATASETS)
+    options = {"--network-params": {"type": json.loads, "default": None,
+                                    "help": 'JSON of DyMoClassifier parameters for the network specialists, e.g. '
+                                            '\'{"max_epochs": 100, "patience": 10}\' (DyMo is then read from '
+                                            'docs/training_length.json)'}}
+    benchmark_main("specialists", run_seed, report, argv, datasets=DATASETS, options=options)
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ import torch
 
 from dymo_sklearn.datasets import apply_missing
 
-from .common import benchmark_main, load_split
+from .common import benchmark_main, load_split, params_label
 from .dilemma import DATASETS, SHIPPED, shipped
 
 LONGER = {"max_epochs": 100, "patience": 10}
-LONGER_LABEL = "max_epochs=100, patience=10"
+LONGER_LABEL = params_label(LONGER)
 METHODS = ("none", "all", "dymo")
 
 
