@@ -238,8 +238,7 @@ def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0
     for flag, settings in (options or {}).items():
         parser.add_argument(flag, **settings)
     args = parser.parse_args(argv)
-    extra = {flag.lstrip("-").replace("-", "_"): None for flag in options or {}}
-    extra = {key: getattr(args, key) for key in extra}
+    extra = {dest: getattr(args, dest) for dest in (flag.lstrip("-").replace("-", "_") for flag in options or {})}
     torch.set_num_threads(args.threads)
     chosen = args.seeds if args.seeds is not None else ([0] if args.quick else list(seeds))
     if datasets:
