@@ -1,14 +1,16 @@
-"""How long the shipped DyMoClassifier trains: its defaults against a longer schedule.
+"""How long the shipped DyMoClassifier trains: its defaults against a longer schedule, or
+against any other change of its parameters.
 
 ``DyMoClassifier()`` stops after ``patience=5`` epochs without improvement, at most
-``max_epochs=50``. This fits the same model with ``max_epochs=100, patience=10`` on the dilemma
-benchmark's splits and missing test sets (``benchmarks.dilemma``: same seeds, default recoverer)
-and sets it beside the shipped model's figures read from ``docs/dilemma.json`` (the same fits:
-the code and seeds are unchanged). Accuracy of ``none``, ``all`` and ``dymo`` per η, epochs run
-and fit time.
+``max_epochs=50``. This fits the same model with ``max_epochs=100, patience=10`` (or the
+``--params`` given) on the dilemma benchmark's splits and missing test sets
+(``benchmarks.dilemma``: same seeds, default recoverer) and sets it beside the shipped model's
+figures read from ``docs/dilemma.json`` (the same fits when the code and seeds are unchanged).
+Accuracy of ``none``, ``all`` and ``dymo`` per η, epochs run and fit time.
 
     python -m benchmarks.training_length          # docs/training_length.md and .json
     python -m benchmarks.training_length --quick  # smoke run into build/benchmarks/
+    python -m benchmarks.training_length --params '{"subset_sampling": "by_size"}' --name subset_sampling
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ LONGER_LABEL = params_label(LONGER)
 METHODS = ("none", "all", "dymo")
 
 
-def run_seed(dataset, seed, quick):
+def run_seed(dataset, seed, quick, params=None):
+    params = LONGER if params is None else params
     X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
     tests = {float(rate): apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
     start = time.perf_counter()
-    model = shipped(None, seed, quick, **({} if quick else LONGER)).fit(X_train, y_train)
-    label = "smoke run (max_epochs=3)" if quick else LONGER_LABEL
+    quick_params = {key: value for key, value in params.items() if key not in LONGER}
+    model = shipped(None, seed, quick, **(quick_params if quick else params)).fit(X_train, y_train)
+    label = f"smoke run (max_epochs=3{', ' if quick_params else ''}{params_label(quick_params)})" if quick \
+        else params_label(params)
     fit_s, n_epochs = time.perf_counter() - start, len(model.net_.history)
     rows = []
     for rate, X_missing in tests.items():
@@ -69,10 +74,12 @@ def report(records, command):
     if not quick:  # a smoke run has other splits than the dilemma run
         frame = pd.concat([pd.DataFrame(shipped_records(set(frame.dataset), set(seeds))), frame], ignore_index=True)
     models = list(dict.fromkeys(frame.model))
-    lines = ["# Training length of the shipped model", "",
+    variant = models[-1]
+    title = "Training length of the shipped model" if variant == LONGER_LABEL else f"The shipped model against {variant}"
+    lines = [f"# {title}", "",
              f"Produced by `{command}` ({torch.get_num_threads()} torch thread(s)): `DyMoClassifier()` as shipped "
              f"(read from docs/dilemma.json, same splits, seeds {seeds} and missing test sets) against the same "
-             f"model with `{LONGER_LABEL}`. Default recoverer; accuracy in %, mean ± sd over seeds.", "",
+             f"model with `{variant}`. Default recoverer; accuracy in %, mean ± sd over seeds.", "",
              "| data set | η | method | " + " | ".join(models) + " | difference |",
              "|---|---|---|" + "---|" * (len(models) + 1)]
     for (dataset, rate, method), part in frame.groupby(["dataset", "rate", "method"], sort=False):
@@ -89,7 +96,10 @@ def report(records, command):
 
 
 def main(argv=None):
-    benchmark_main("training_length", run_seed, report, argv, datasets=DATASETS)
+    options = {"--params": {"type": json.loads, "default": None,
+                            "help": "JSON of the DyMoClassifier parameters to change (default: "
+                                    f"{json.dumps(LONGER)}); --quick keeps only those that are not epochs"}}
+    benchmark_main("training_length", run_seed, report, argv, datasets=DATASETS, options=options)
 
 
 if __name__ == "__main__":

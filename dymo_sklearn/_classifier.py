@@ -100,6 +100,12 @@ class DyMoClassifier(MultimodalClassifier):
         Token width, attention heads, transformer blocks, width of the prototype space, dropout.
     n_subsets : int, default=4
         Random modality subsets fused per training batch.
+    subset_sampling : {"uniform", "by_size"}, default="uniform"
+        How those subsets are drawn. ``uniform``: the paper's, ``n_subsets`` distinct subsets
+        per batch, uniform over the 2^M - 1 non-empty ones and shared by its samples (then
+        intersected with what each sample has). ``by_size``: per pass and sample, a size k
+        uniform in 1..(modalities the sample has), then k of them; every number of observed
+        modalities trains equally often.
     aux_weight : float, default=1.0
         Weight of the prototype loss; ``aux_warmup`` epochs pass before it starts.
     aux_warmup : int, default=2
@@ -171,6 +177,7 @@ class DyMoClassifier(MultimodalClassifier):
         "calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
         "projection_dim": [Interval(Integral, 1, None, closed="left")],
         "n_subsets": [Interval(Integral, 1, None, closed="left")],
+        "subset_sampling": [StrOptions({"uniform", "by_size"})],
         "aux_weight": [Interval(Real, 0, None, closed="left")],
         "aux_warmup": [Interval(Integral, 0, None, closed="left")],
         "entry_dropout": [Interval(Real, 0, 1, closed="left")],
@@ -198,6 +205,7 @@ class DyMoClassifier(MultimodalClassifier):
         projection_dim=32,
         dropout=0.1,
         n_subsets=4,
+        subset_sampling="uniform",
         aux_weight=1.0,
         aux_warmup=2,
         entry_dropout=0.2,
@@ -232,6 +240,7 @@ class DyMoClassifier(MultimodalClassifier):
         self.projection_dim = projection_dim
         self.dropout = dropout
         self.n_subsets = n_subsets
+        self.subset_sampling = subset_sampling
         self.aux_weight = aux_weight
         self.aux_warmup = aux_warmup
         self.entry_dropout = entry_dropout
@@ -272,7 +281,8 @@ class DyMoClassifier(MultimodalClassifier):
         return super().fit(X, y, sample_weight=sample_weight)
 
     _saved_arrays = ("subset_codes_", "subset_prototypes_", "ics_sigma_")
-    _parameters_added_later = {"recovery_aware": False, "class_weight": None, "standardize": False}
+    _parameters_added_later = {"recovery_aware": False, "class_weight": None, "standardize": False,
+                               "subset_sampling": "uniform"}
     _saved_scalars = ("acceptance_threshold_",)
     _saved_estimator = ("recoverer", "recoverer_")
 
@@ -307,7 +317,8 @@ class DyMoClassifier(MultimodalClassifier):
 
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "projection_dim": self.projection_dim,
-                         "n_subsets": self.n_subsets, "entry_dropout": self.entry_dropout,
+                         "n_subsets": self.n_subsets, "subset_sampling": self.subset_sampling,
+                         "entry_dropout": self.entry_dropout,
                          "recovered_embedding": bool(self.recovery_aware)}
         tracker = PrototypeTracker(len(self.classes_), self.distance, self.aux_warmup)
         return build_net(SubsetSamplingNet, DyMoNetwork, module_kwargs, callbacks=[("prototypes", tracker)],

@@ -57,13 +57,13 @@ def _non_empty_subsets(observed_code):
     return [code for code in range(1, observed_code + 1) if code & ~observed_code == 0]
 
 
-def _small_network(n_modalities=3, n_subsets=3):
+def _small_network(n_modalities=3, n_subsets=3, **kwargs):
     # Weight initialisation draws from the global generator: fork it so its state is left as it was.
     with torch.random.fork_rng(devices=[]):
         return DyMoNetwork(
             modality_names=[f"m{i}" for i in range(n_modalities)], modality_shapes=[(2,)] * n_modalities,
             encoder_specs=["vector"] * n_modalities, n_classes=2, d_model=8, n_heads=2, n_layers=1,
-            projection_dim=4, dropout=0.0, n_subsets=n_subsets, entry_dropout=0.0,
+            projection_dim=4, dropout=0.0, n_subsets=n_subsets, entry_dropout=0.0, **kwargs,
         )
 
 
@@ -163,6 +163,64 @@ def test_subsets_distinct_per_sample_with_missing_modalities(local_rng):
     codes = _observed_frequencies(0b011, 3, 3, 200, local_rng)  # 3 passes, 3 available subsets
     for row in codes.tolist():
         assert sorted(row) == [1, 2, 3], row
+
+
+def _size_sampler(n_subsets, generator):
+    """The real ``_sample_subsets_by_size`` bound to the only attributes it reads."""
+    owner = types.SimpleNamespace(n_subsets=n_subsets, generator=generator)
+    return lambda present: DyMoNetwork._sample_subsets_by_size(owner, present)
+
+
+def test_by_size_sampling_is_uniform_over_sizes_then_subsets(local_rng):
+    """Catches a by-size draw that favours some sizes (e.g. uniform over subsets, where a single
+    modality of 4 comes out in 4 of 15 passes instead of 1 in 4), a biased choice among the
+    subsets of one size, or a fused modality the sample does not have."""
+    n_modalities, n_draws = 4, 400
+    sample = _size_sampler(6, local_rng)
+    # Row 0 complete, row 1 observes modalities {0, 2, 3}, row 2 only modality 1.
+    present = torch.tensor([[1, 1, 1, 1], [1, 0, 1, 1], [0, 1, 0, 0]], dtype=torch.bool)
+    passes = torch.cat([sample(present) for _ in range(n_draws)])  # (n_draws * A, 3, M)
+    assert passes.shape == (n_draws * 6, 3, n_modalities)
+    assert passes.any(dim=2).all() and not (passes & ~present[None]).any()
+    assert passes[:, 2, 1].all()
+    for row, n_present in ((0, 4), (1, 3)):
+        sizes = passes[:, row].sum(dim=1).numpy()
+        assert stats.chisquare(np.bincount(sizes, minlength=n_present + 1)[1:]).pvalue > ALPHA
+        codes = _codes(passes[:, row][:, None])[:, 0].numpy()
+        for size in range(1, n_present + 1):
+            subsets, counts = np.unique(codes[sizes == size], return_counts=True)
+            assert len(subsets) == len(list(itertools.combinations(range(n_present), size)))
+            if len(subsets) > 1:
+                assert stats.chisquare(counts).pvalue > ALPHA, (row, size, counts)
+
+
+def test_by_size_sampling_draws_per_sample(local_rng):
+    """Catches one subset shared by every sample of a pass (the uniform rule's way), which would
+    make a minibatch train a single pattern per pass."""
+    present = torch.ones(64, 5, dtype=torch.bool)
+    passes = _size_sampler(4, local_rng)(present)
+    assert all(len(set(_codes(one_pass[None])[0].tolist())) > 10 for one_pass in passes)
+
+
+def test_training_forward_uses_the_chosen_sampling(local_rng, monkeypatch):
+    """Catches a ``subset_sampling`` setting that never reaches the training forward, and a
+    network pickled before the setting existed not falling back to the paper's uniform draw."""
+    calls = []
+    for name in ("_sample_subsets", "_sample_subsets_by_size"):
+        original = getattr(DyMoNetwork, name)
+        monkeypatch.setattr(DyMoNetwork, name, lambda self, present, _o=original, _n=name: calls.append(_n)
+                            or _o(self, present))
+    inputs = {f"m{i}": torch.zeros(4, 2) for i in range(3)}
+    for sampling in ("by_size", "uniform"):
+        network = _small_network(subset_sampling=sampling).train()
+        network.generator = local_rng
+        network(**inputs)
+    assert calls == ["_sample_subsets_by_size", "_sample_subsets"]
+    state = _small_network(subset_sampling="by_size").__dict__.copy()
+    del state["subset_sampling"]
+    old = DyMoNetwork.__new__(DyMoNetwork)
+    old.__setstate__(state)
+    assert old.subset_sampling == "uniform"
 
 
 def test_training_forward_fuses_the_sampled_subsets(local_rng, monkeypatch):

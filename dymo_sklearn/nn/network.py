@@ -133,12 +133,14 @@ class DyMoNetwork(Stochastic, nn.Module):
         recovered_embedding=False,
         standardize_inputs=False,
         input_scaling=None,
+        subset_sampling="uniform",
     ):
         super().__init__()
         self.modality_names = list(modality_names)
         self.modality_shapes = [tuple(shape) for shape in modality_shapes]
         self.n_modalities = len(self.modality_shapes)
         self.n_subsets = n_subsets
+        self.subset_sampling = subset_sampling
         self.entry_dropout = entry_dropout
         self.encoders = nn.ModuleList(
             build_encoder(spec, shape, d_model) for spec, shape in zip(encoder_specs, self.modality_shapes)
@@ -172,6 +174,7 @@ class DyMoNetwork(Stochastic, nn.Module):
         # A network pickled before input standardisation existed feeds values as given.
         if "standardizer" not in self._modules and "standardizer" not in self.__dict__:
             self.standardizer = None
+        self.__dict__.setdefault("subset_sampling", "uniform")
 
     def encode_modality(self, index, values, observed):
         """Tokens (B, T_m, d) of one modality from zero-filled values and the observed mask."""
@@ -278,7 +281,8 @@ class DyMoNetwork(Stochastic, nn.Module):
                       for name, (values, observed) in split.items()}
         tokens, present = self.encode(inputs)
         if self.training:
-            passes = self._sample_subsets(present)
+            passes = self._sample_subsets_by_size(present) if self.subset_sampling == "by_size" else \
+                self._sample_subsets(present)
         else:
             passes = present[None]
         n_passes, batch = passes.shape[:2]
@@ -318,3 +322,19 @@ class DyMoNetwork(Stochastic, nn.Module):
         passes = bits[:, None, :] & present[None]
         empty = ~passes.any(dim=2, keepdim=True)
         return torch.where(empty, present[None], passes)
+
+    def _sample_subsets_by_size(self, present):
+        """(A, B, M) presence: per pass and sample, a size k uniform in 1..(modalities the sample
+        has), then k of its present modalities uniformly.
+
+        Every pattern size gets the same share of training, whatever M: uniform subsets of M = 5
+        fuse a single modality in 5 of 31 passes, so a network tested with one observed view
+        would have trained on that case least.
+        """
+        generator, device = self.generator, present.device
+        shape = (self.n_subsets, *present.shape)
+        n_present = present.sum(dim=1)
+        sizes = (torch.rand(shape[:2], generator=generator, device=device) * n_present).floor().long() + 1
+        scores = torch.rand(shape, generator=generator, device=device).masked_fill(~present[None], 2.0)
+        ranks = scores.argsort(dim=2).argsort(dim=2)
+        return (ranks < sizes[..., None]) & present[None]
