@@ -50,8 +50,10 @@ def test_a_missing_category_is_a_missing_block_not_zeros():
 
 
 @pytest.mark.parametrize("make", [lambda: tiny_classifier(max_epochs=15, lr=3e-3),
-                                  lambda: tiny_classifier(max_epochs=15, lr=3e-3,
-                                                          recoverer=IterativeImputer(max_iter=3, random_state=0)),
+                                  # Bounded: unbounded BayesianRidge rounds diverge on these collinear
+                                  # one-hot blocks with some BLAS builds.
+                                  lambda: tiny_classifier(max_epochs=15, lr=3e-3, recoverer=IterativeImputer(
+                                      max_iter=3, random_state=0, min_value=-1e3, max_value=1e3)),
                                   lambda: tiny_mars(max_epochs=15, lr=3e-3)],
                          ids=["dymo knn", "dymo iterative", "mars"])
 def test_the_model_learns_from_categorical_columns(make):

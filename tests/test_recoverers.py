@@ -123,3 +123,26 @@ def test_recovery_report_shows_alignment(two_digit_views):
     # Mean imputation carries no class: its recoveries align far less often than real images.
     assert (report["class_alignment"] < report["true_alignment"] - 0.2).all()
     np.testing.assert_allclose(report["rmse"], report["rmse_mean"], rtol=0.05)
+
+
+class _Broken(SimpleImputer):
+    """An imputer whose transform fails (as a diverging IterativeImputer does) or overflows float32."""
+
+    def __init__(self, mode="raise"):
+        super().__init__()
+        self.mode = mode
+
+    def transform(self, X):
+        if self.mode == "raise":
+            raise ValueError("Input X contains NaN.")
+        return np.where(np.isnan(X), 1e39, X)
+
+
+def test_a_failing_or_overflowing_imputer_is_named():
+    """Catches an imputer's own error surfacing without saying which recoverer failed, and
+    recoveries beyond float32 becoming inf that the network would train on."""
+    arrays = {"a": np.array([[1.0, np.nan], [2.0, 3.0]]), "b": np.array([[np.nan], [1.0]])}
+    with pytest.raises(ValueError, match="recoverer _Broken failed.*Input X contains NaN.*min_value"):
+        recover(fit_recoverer(_Broken("raise"), arrays), arrays)
+    with pytest.raises(ValueError, match="infinite values in modality 'a'"):
+        recover(fit_recoverer(_Broken("overflow"), arrays), arrays)

@@ -29,6 +29,9 @@ EXPECTED_FAILED_CHECKS = {
     "check_methods_subset_invariance": "float32 matrix products round differently with the batch size "
                                        "(differences ~2e-7 > the check's rtol 1e-7); batch independence is "
                                        "tested at atol 1e-5 in test_faithfulness.py.",
+    "check_methods_sample_order_invariance": "float32 matrix products can round differently with a row's "
+    "position in the batch (~5e-7 > the check's rtol 1e-7 on some CPUs); order independence is tested "
+    "at atol 1e-5 in test_faithfulness.py.",
     "check_sample_weight_equivalence_on_dense_data": SAMPLE_WEIGHT_EQUIVALENCE,
 }
 

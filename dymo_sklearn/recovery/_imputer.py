@@ -46,7 +46,14 @@ def recover(fitted, arrays):
     if getattr(fitted, "accepts_multimodal_input", False):
         filled = fitted.transform(arrays)
     else:
-        matrix = np.asarray(fitted.transform(_flatten(arrays)), dtype=np.float32)
+        try:
+            matrix = np.asarray(fitted.transform(_flatten(arrays)), dtype=np.float32)
+        except ValueError as error:
+            raise ValueError(
+                f"The recoverer {type(fitted).__name__} failed on the data to recover: {error} "
+                "(an IterativeImputer whose rounds diverge, e.g. on collinear one-hot columns, can be "
+                "bounded with min_value and max_value)."
+            ) from error
         expected = sum(int(np.prod(a.shape[1:])) for a in arrays.values())
         if matrix.shape != (next(iter(arrays.values())).shape[0], expected):
             raise ValueError(
@@ -60,5 +67,7 @@ def recover(fitted, arrays):
         values = np.where(np.isnan(array), values, array)
         if np.isnan(values).any():
             raise ValueError(f"The recoverer left missing entries in modality {name!r}.")
+        if not np.isfinite(values).all():
+            raise ValueError(f"The recoverer returned infinite values in modality {name!r} (beyond float32).")
         recovered[name] = values
     return recovered
