@@ -75,7 +75,8 @@ def report(records, command):
         frame = pd.concat([pd.DataFrame(shipped_records(set(frame.dataset), set(seeds))), frame], ignore_index=True)
     models = list(dict.fromkeys(frame.model))
     variant = models[-1]
-    title = "Training length of the shipped model" if variant == LONGER_LABEL else f"The shipped model against {variant}"
+    title = ("Training length of the shipped model" if variant == LONGER_LABEL or quick
+             else f"The shipped model against {variant}")
     lines = [f"# {title}", "",
              f"Produced by `{command}` ({torch.get_num_threads()} torch thread(s)): `DyMoClassifier()` as shipped "
              f"(read from docs/dilemma.json, same splits, seeds {seeds} and missing test sets) against the same "

@@ -101,11 +101,12 @@ class DyMoClassifier(MultimodalClassifier):
     n_subsets : int, default=4
         Random modality subsets fused per training batch.
     subset_sampling : {"uniform", "by_size"}, default="uniform"
-        How those subsets are drawn. ``uniform``: the paper's, ``n_subsets`` distinct subsets
-        per batch, uniform over the 2^M - 1 non-empty ones and shared by its samples (then
-        intersected with what each sample has). ``by_size``: per pass and sample, a size k
-        uniform in 1..(modalities the sample has), then k of them; every number of observed
-        modalities trains equally often.
+        How those subsets are drawn. ``uniform``: the paper's, ``min(n_subsets, 2^M - 1)``
+        distinct subsets per batch, uniform over the non-empty ones and shared by its samples
+        (then intersected with what each sample has). ``by_size``: ``n_subsets`` passes, in each
+        of which every sample draws a size k uniform in 1..(modalities it has), then k of them
+        uniformly; each size is equally likely for every sample. Measured in
+        docs/subset_sampling.md; not the default.
     aux_weight : float, default=1.0
         Weight of the prototype loss; ``aux_warmup`` epochs pass before it starts.
     aux_warmup : int, default=2

@@ -1,9 +1,12 @@
 """Recoverers that understand modalities: multimodal VAE and TIP-style tabular model."""
 
+import warnings
+
 import numpy as np
 import pytest
 from helpers import tiny_classifier
-from sklearn.impute import SimpleImputer
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer, SimpleImputer
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -138,11 +141,21 @@ class _Broken(SimpleImputer):
         return np.where(np.isnan(X), 1e39, X)
 
 
+class _BrokenIterative(IterativeImputer):
+    def transform(self, X):
+        raise ValueError("Input X contains NaN.")
+
+
 def test_a_failing_or_overflowing_imputer_is_named():
-    """Catches an imputer's own error surfacing without saying which recoverer failed, and
-    recoveries beyond float32 becoming inf that the network would train on."""
+    """Catches an imputer's own error surfacing without saying which recoverer failed (with the
+    bounding hint only for IterativeImputer), and recoveries beyond float32 becoming inf that the
+    network would train on, or a cast warning instead of the error."""
     arrays = {"a": np.array([[1.0, np.nan], [2.0, 3.0]]), "b": np.array([[np.nan], [1.0]])}
-    with pytest.raises(ValueError, match="recoverer _Broken failed.*Input X contains NaN.*min_value"):
+    with pytest.raises(ValueError, match="recoverer _Broken failed.*Input X contains NaN.$"):
         recover(fit_recoverer(_Broken("raise"), arrays), arrays)
-    with pytest.raises(ValueError, match="infinite values in modality 'a'"):
-        recover(fit_recoverer(_Broken("overflow"), arrays), arrays)
+    with pytest.raises(ValueError, match="recoverer _BrokenIterative failed.*min_value and max_value"):
+        recover(fit_recoverer(_BrokenIterative(max_iter=1), arrays), arrays)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="infinite values in modality 'a'"):
+            recover(fit_recoverer(_Broken("overflow"), arrays), arrays)

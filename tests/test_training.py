@@ -177,11 +177,12 @@ def test_by_size_sampling_is_uniform_over_sizes_then_subsets(local_rng):
     subsets of one size, or a fused modality the sample does not have."""
     n_modalities, n_draws = 4, 400
     sample = _size_sampler(6, local_rng)
-    # Row 0 complete, row 1 observes modalities {0, 2, 3}, row 2 only modality 1.
-    present = torch.tensor([[1, 1, 1, 1], [1, 0, 1, 1], [0, 1, 0, 0]], dtype=torch.bool)
-    passes = torch.cat([sample(present) for _ in range(n_draws)])  # (n_draws * A, 3, M)
-    assert passes.shape == (n_draws * 6, 3, n_modalities)
-    assert passes.any(dim=2).all() and not (passes & ~present[None]).any()
+    # Row 0 complete, row 1 observes modalities {0, 2, 3}, row 2 only modality 1, row 3 nothing
+    # (an entry-dropped sample): its passes stay empty, as the uniform draw leaves them.
+    present = torch.tensor([[1, 1, 1, 1], [1, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    passes = torch.cat([sample(present) for _ in range(n_draws)])  # (n_draws * A, 4, M)
+    assert passes.shape == (n_draws * 6, 4, n_modalities)
+    assert passes[:, :3].any(dim=2).all() and not (passes & ~present[None]).any()
     assert passes[:, 2, 1].all()
     for row, n_present in ((0, 4), (1, 3)):
         sizes = passes[:, row].sum(dim=1).numpy()
@@ -216,11 +217,25 @@ def test_training_forward_uses_the_chosen_sampling(local_rng, monkeypatch):
         network.generator = local_rng
         network(**inputs)
     assert calls == ["_sample_subsets_by_size", "_sample_subsets"]
+    with pytest.raises(ValueError, match="subset_sampling must be 'uniform' or 'by_size', got 'by-size'"):
+        _small_network(subset_sampling="by-size")
     state = _small_network(subset_sampling="by_size").__dict__.copy()
     del state["subset_sampling"]
     old = DyMoNetwork.__new__(DyMoNetwork)
     old.__setstate__(state)
     assert old.subset_sampling == "uniform"
+
+
+def test_the_estimator_passes_its_sampling_to_the_network_and_keeps_it(tmp_path):
+    """Catches ``subset_sampling`` lost between the estimator and the network it builds, or on
+    save/load (the network's own default would silently train uniform)."""
+    X = {"a": np.random.default_rng(0).normal(size=(40, 3)), "b": np.random.default_rng(1).normal(size=(40, 2))}
+    y = np.arange(40) % 2
+    model = tiny_classifier(subset_sampling="by_size", max_epochs=1).fit(X, y)
+    assert model.net_.module_.subset_sampling == "by_size"
+    model.save(tmp_path / "m")
+    loaded = type(model).load(tmp_path / "m")
+    assert loaded.subset_sampling == "by_size" and loaded.net_.module_.subset_sampling == "by_size"
 
 
 def test_training_forward_fuses_the_sampled_subsets(local_rng, monkeypatch):

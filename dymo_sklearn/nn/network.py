@@ -139,6 +139,8 @@ class DyMoNetwork(Stochastic, nn.Module):
         self.modality_names = list(modality_names)
         self.modality_shapes = [tuple(shape) for shape in modality_shapes]
         self.n_modalities = len(self.modality_shapes)
+        if subset_sampling not in ("uniform", "by_size"):
+            raise ValueError(f"subset_sampling must be 'uniform' or 'by_size', got {subset_sampling!r}.")
         self.n_subsets = n_subsets
         self.subset_sampling = subset_sampling
         self.entry_dropout = entry_dropout

@@ -47,13 +47,16 @@ def recover(fitted, arrays):
         filled = fitted.transform(arrays)
     else:
         try:
-            matrix = np.asarray(fitted.transform(_flatten(arrays)), dtype=np.float32)
+            matrix = fitted.transform(_flatten(arrays))
         except ValueError as error:
+            iterative = any(cls.__name__ == "IterativeImputer" for cls in type(fitted).__mro__)
+            hint = (" Its rounds may have diverged (e.g. on collinear one-hot columns): bound them with "
+                    "min_value and max_value." if iterative else "")
             raise ValueError(
-                f"The recoverer {type(fitted).__name__} failed on the data to recover: {error} "
-                "(an IterativeImputer whose rounds diverge, e.g. on collinear one-hot columns, can be "
-                "bounded with min_value and max_value)."
+                f"The recoverer {type(fitted).__name__} failed on the data to recover: {error}{hint}"
             ) from error
+        with np.errstate(over="ignore"):  # values beyond float32 are refused below, by modality
+            matrix = np.asarray(matrix, dtype=np.float32)
         expected = sum(int(np.prod(a.shape[1:])) for a in arrays.values())
         if matrix.shape != (next(iter(arrays.values())).shape[0], expected):
             raise ValueError(
@@ -63,7 +66,8 @@ def recover(fitted, arrays):
         filled = _unflatten(matrix, arrays)
     recovered = {}
     for name, array in arrays.items():
-        values = np.asarray(filled[name], dtype=np.float32).reshape(array.shape)
+        with np.errstate(over="ignore"):
+            values = np.asarray(filled[name], dtype=np.float32).reshape(array.shape)
         values = np.where(np.isnan(array), values, array)
         if np.isnan(values).any():
             raise ValueError(f"The recoverer left missing entries in modality {name!r}.")
