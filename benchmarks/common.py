@@ -65,7 +65,7 @@ def load_split(dataset, seed, quick):
         X, y = load_breast_cancer_views()
         tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=y)
         Xtr, Xte = subset(X, tr), subset(X, te)
-        for name in Xtr:  # standardise each view on the training part (the network does not)
+        for name in Xtr:  # standardise each view on the training part (the baselines do not)
             scaler = StandardScaler().fit(Xtr[name])
             Xtr[name] = scaler.transform(Xtr[name]).astype(np.float32)
             Xte[name] = scaler.transform(Xte[name]).astype(np.float32)
