@@ -60,7 +60,7 @@ class DyMoClassifier(MultimodalClassifier):
         A candidate is accepted only if its reward exceeds this; 0 is the paper's rule and the
         benchmarked default (with recovery-aware training never more than 0.2 points below
         discarding with mean, iterative, KNN or multimodal-VAE recovery, see docs/dilemma.md; with the paper's
-        training and mean imputation of images 3–6 points below at η = 0.8, docs/benchmarks.md).
+        training and mean imputation of images 1.0–4.7 points below at η = 0.8, docs/benchmarks.md).
         "auto" holds out ``calibration_fraction`` of the training samples (also used for early
         stopping), hides modalities of theirs at random, recovers them with a recoverer fitted
         without them, and scores thresholds from -inf (accept all) through reward quantiles and
@@ -116,11 +116,13 @@ class DyMoClassifier(MultimodalClassifier):
     max_subsets : int, default=256
         Most subsets whose prototypes and ICS statistics are fitted (all 2^M - 1 when they fit).
     max_epochs, batch_size, lr, weight_decay : training (AdamW)
+        ``max_epochs=100`` with ``patience=10`` was measured against 50 / 5 in
+        docs/training_length.md and docs/dilemma.md.
     early_stopping : bool or "auto", default="auto"
         Hold out a stratified ``validation_fraction`` and stop after ``patience`` epochs without
         improvement, restoring the best weights. "auto": on when there are at least 500 samples.
     validation_fraction : float, default=0.1
-    patience : int, default=5
+    patience : int, default=10
     predict_batch_size : int, default=1024
         Samples per batch at predict time; memory stays bounded whatever the input size.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -211,13 +213,13 @@ class DyMoClassifier(MultimodalClassifier):
         aux_warmup=2,
         entry_dropout=0.2,
         max_subsets=256,
-        max_epochs=50,
+        max_epochs=100,
         batch_size=128,
         lr=1e-3,
         weight_decay=1e-4,
         early_stopping="auto",
         validation_fraction=0.1,
-        patience=5,
+        patience=10,
         predict_batch_size=1024,
         device="auto",
         class_weight=None,
