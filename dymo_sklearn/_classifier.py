@@ -20,7 +20,7 @@ from ._prototypes import MIN_CELL_SAMPLES, SubsetStatistics, choose_subsets, fit
 from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
 from ._training import PrototypeTracker, SubsetSamplingNet, build_net
 from .nn.distances import DISTANCES
-from .nn.network import HIDDEN, RECOVERED, DyMoNetwork
+from .nn.network import HIDDEN, RECOVERED, SUBSET_SAMPLINGS, DyMoNetwork
 from .recovery import KNNRecoverer, fit_recoverer, recover
 from .recovery._cross_fit import cross_fitted_recoveries
 
@@ -180,7 +180,7 @@ class DyMoClassifier(MultimodalClassifier):
         "calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
         "projection_dim": [Interval(Integral, 1, None, closed="left")],
         "n_subsets": [Interval(Integral, 1, None, closed="left")],
-        "subset_sampling": [StrOptions({"uniform", "by_size"})],
+        "subset_sampling": [StrOptions(set(SUBSET_SAMPLINGS))],
         "aux_weight": [Interval(Real, 0, None, closed="left")],
         "aux_warmup": [Interval(Integral, 0, None, closed="left")],
         "entry_dropout": [Interval(Real, 0, 1, closed="left")],

@@ -217,7 +217,7 @@ def test_training_forward_uses_the_chosen_sampling(local_rng, monkeypatch):
         network.generator = local_rng
         network(**inputs)
     assert calls == ["_sample_subsets_by_size", "_sample_subsets"]
-    with pytest.raises(ValueError, match="subset_sampling must be 'uniform' or 'by_size', got 'by-size'"):
+    with pytest.raises(ValueError, match=r"subset_sampling must be one of \('uniform', 'by_size'\), got 'by-size'"):
         _small_network(subset_sampling="by-size")
     state = _small_network(subset_sampling="by_size").__dict__.copy()
     del state["subset_sampling"]

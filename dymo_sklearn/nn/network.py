@@ -91,6 +91,9 @@ class FusionTransformer(nn.Module):
         return self.norm(x[:, 0])
 
 
+# How training draws its modality subsets (DyMoNetwork._sample_subsets, _sample_subsets_by_size).
+SUBSET_SAMPLINGS = ("uniform", "by_size")
+
 HIDDEN = "hidden:"  # training-input prefixes of recovery-aware training
 RECOVERED = "recovered:"
 
@@ -139,8 +142,8 @@ class DyMoNetwork(Stochastic, nn.Module):
         self.modality_names = list(modality_names)
         self.modality_shapes = [tuple(shape) for shape in modality_shapes]
         self.n_modalities = len(self.modality_shapes)
-        if subset_sampling not in ("uniform", "by_size"):
-            raise ValueError(f"subset_sampling must be 'uniform' or 'by_size', got {subset_sampling!r}.")
+        if subset_sampling not in SUBSET_SAMPLINGS:
+            raise ValueError(f"subset_sampling must be one of {SUBSET_SAMPLINGS}, got {subset_sampling!r}.")
         self.n_subsets = n_subsets
         self.subset_sampling = subset_sampling
         self.entry_dropout = entry_dropout
@@ -329,9 +332,9 @@ class DyMoNetwork(Stochastic, nn.Module):
         """(A, B, M) presence: per pass and sample, a size k uniform in 1..(modalities the sample
         has), then k of its present modalities uniformly.
 
-        Every pattern size gets the same share of training, whatever M: uniform subsets of M = 5
-        fuse a single modality in 5 of 31 passes, so a network tested with one observed view
-        would have trained on that case least.
+        Every size gets the same share of training, whatever M (uniform subsets of M = 5 fuse all
+        five in 1 of 31 passes and a single one in 5 of 31), and the samples of one minibatch
+        train different patterns in the same pass.
         """
         generator, device = self.generator, present.device
         shape = (self.n_subsets, *present.shape)
