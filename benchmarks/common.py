@@ -224,7 +224,10 @@ def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0
     build/benchmarks/), ``--seeds``, ``--threads``, ``--name`` and, with ``datasets``, ``--datasets``. Runs
     ``run_seed(dataset, seed, quick)`` (or ``run_seed(seed, quick)``) and writes the report.
     ``options`` maps further flags to ``add_argument`` keywords; their values reach ``run_seed``
-    as keyword arguments."""
+    as keyword arguments. ``--report-from A.json B.json`` runs nothing: it renders the report of
+    the records of earlier runs together (more seeds added to a run, say)."""
+    import json
+
     import torch
 
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
@@ -237,9 +240,15 @@ def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0
         parser.add_argument("--datasets", nargs="+", default=list(datasets))
     for flag, settings in (options or {}).items():
         parser.add_argument(flag, **settings)
+    parser.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
+                        help="render the report of these runs' records together instead of running")
     args = parser.parse_args(argv)
     extra = {dest: getattr(args, dest) for dest in (flag.lstrip("-").replace("-", "_") for flag in options or {})}
     torch.set_num_threads(args.threads)
+    if args.report_from:
+        records = [row for path in args.report_from for row in json.loads(Path(path).read_text())]
+        write_report(name, args.quick, records, report, argv, stem=args.name)
+        return
     chosen = args.seeds if args.seeds is not None else ([0] if args.quick else list(seeds))
     if datasets:
         records = [row for dataset in args.datasets for seed in chosen

@@ -94,9 +94,12 @@ def _cell(values):
 
 
 def report(records, command):
-    seeds = sorted({r["seed"] for r in records})
+    seeds = {dataset: sorted({r["seed"] for r in records if r["dataset"] == dataset})
+             for dataset in dict.fromkeys(r["dataset"] for r in records)}
+    counted = ", ".join(f"{dataset} {len(chosen)}" for dataset, chosen in seeds.items())
     lines = ["# MARS: ablations, router agreement, and DyMo", "",
-             f"`{command}` — {len(seeds)} seed(s), {torch.get_num_threads()} torch thread(s). Accuracy in %, mean ± std over seeds; "
+             f"`{command}` — seeds per data set: {counted}; {torch.get_num_threads()} torch thread(s). "
+             "Accuracy in %, mean ± std over seeds; "
              "the same splits and missing test sets for every method (each test sample misses round(η·M) "
              "random modalities). MARS rows above the shipped one use d_model 32, lr 3e-3 and a fixed number "
              f"of epochs ({', '.join(f'{d}: {e}' for d, e in EPOCHS.items())}), shipped noise_scale "
