@@ -94,9 +94,8 @@ def _cell(values):
 
 
 def report(records, command):
-    seeds = {dataset: sorted({r["seed"] for r in records if r["dataset"] == dataset})
-             for dataset in dict.fromkeys(r["dataset"] for r in records)}
-    counted = ", ".join(f"{dataset} {len(chosen)}" for dataset, chosen in seeds.items())
+    counted = ", ".join(f"{dataset} {len({r['seed'] for r in records if r['dataset'] == dataset})}"
+                        for dataset in dict.fromkeys(r["dataset"] for r in records))
     lines = ["# MARS: ablations, router agreement, and DyMo", "",
              f"`{command}` — seeds per data set: {counted}; {torch.get_num_threads()} torch thread(s). "
              "Accuracy in %, mean ± std over seeds; "
