@@ -99,14 +99,15 @@ class DyMoClassifier(MultimodalClassifier):
     d_model, n_heads, n_layers, projection_dim, dropout : network size
         Token width, attention heads, transformer blocks, width of the prototype space, dropout.
     n_subsets : int, default=4
-        Random modality subsets fused per training batch.
+        Random modality subsets fused per training batch. More subsets train each missing
+        pattern more often, at a higher cost per epoch; 8 was measured in docs/n_subsets.md.
     subset_sampling : {"uniform", "by_size"}, default="uniform"
         How those subsets are drawn. ``uniform``: the paper's, ``min(n_subsets, 2^M - 1)``
         distinct subsets per batch, uniform over the non-empty ones and shared by its samples
         (then intersected with what each sample has). ``by_size``: ``n_subsets`` passes, in each
         of which every sample draws a size k uniform in 1..(modalities it has), then k of them
         uniformly; each size is equally likely for every sample. Measured in
-        docs/subset_sampling.md; not the default.
+        docs/subset_sampling.md (it loses on Fashion-MNIST); not the default.
     aux_weight : float, default=1.0
         Weight of the prototype loss; ``aux_warmup`` epochs pass before it starts.
     aux_warmup : int, default=2
