@@ -98,7 +98,8 @@ def run_seed(dataset, seed, quick, only_recoverers=None, params=None):
         start = time.perf_counter()
         model.fit(X_train, y_train)
         fits.append(dict(dataset=dataset, seed=seed, model=label, recoverer=recoverer,
-                         fit_s=time.perf_counter() - start, n_epochs=len(model.net_.history)))
+                         fit_s=time.perf_counter() - start, n_epochs=len(model.net_.history),
+                         params={key: model.get_params()[key] for key in params}))
         return model
 
     # The paper's training does not depend on the recoverer (complete training data): fit once, swap it.
@@ -258,7 +259,7 @@ def main(argv=None):
     fits = [row for result in results for row in result[1]]
     folder = output_folder(args.quick)
     name = args.name or ("dilemma_quick" if args.quick else "dilemma")
-    run = dict(records=records, fits=fits, **({"params": args.params} if args.params else {}))
+    run = dict(records=records, fits=fits, params=args.params)
     (folder / f"{name}.json").write_text(json.dumps(run, separators=(",", ":")))
     (folder / f"{name}.md").write_text(report(records, fits, argv if argv is not None else sys.argv[1:], args.threads,
                                               args.params))
