@@ -145,6 +145,14 @@ def _call_args(params):
     return "".join(f", {key}={value!r}" for key, value in (params or {}).items())
 
 
+def _now_default(params):
+    """A sentence naming the measured parameters that DyMoClassifier now has as defaults, or ''."""
+    defaults = DyMoClassifier().get_params()
+    adopted = [f"`{key}={value!r}`" for key, value in (params or {}).items() if defaults.get(key) == value]
+    return (f" {', '.join(adopted)} {'is' if len(adopted) == 1 else 'are'} the default now: this run measured "
+            "it as a candidate before it became one, so these are the shipped model's figures.") if adopted else ""
+
+
 def _run_params(runs):
     """The DyMoClassifier parameters shared by runs merged with --report-from ({} when a run has none)."""
     found = {json.dumps(run.get("params", {}), sort_keys=True) for run in runs}
@@ -166,7 +174,8 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
              + f" ({frame.seed.nunique()} seed(s), "
              "mean ± sd, accuracy in %). "
              f"`{SHIPPED}`: `DyMoClassifier(recoverer=R, random_state=seed, device=\"cpu\"{_call_args(params)})`, "
-             f"every other setting at its default; `{PAPER_TRAINING}`: the same with the paper's training. The `knn` rows "
+             f"every other setting at its default;{_now_default(params)} `{PAPER_TRAINING}`: the same with the paper's "
+             "training. The `knn` rows "
              "of the shipped model use the default recoverer (`KNNRecoverer`, KNNImputer's result); the "
              "others pass the imputer listed in `benchmarks/common.py`. Hand-written reading: "
              "[benchmark_notes.md](benchmark_notes.md).", ""]
