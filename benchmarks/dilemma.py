@@ -161,6 +161,19 @@ def _run_params(runs):
     return json.loads(found.pop())
 
 
+def _first_fits(runs):
+    """The fit times of merged runs; where several timed the same (data set, model, recoverer), the
+    first run's only, since a run that adds seeds later may have shared the cores with other work."""
+    def timed(fit):
+        return fit["dataset"], fit["model"], fit["recoverer"]
+
+    fits, seen = [], set()
+    for run in runs:
+        fits += [fit for fit in run["fits"] if timed(fit) not in seen]
+        seen |= {timed(fit) for fit in run["fits"]}
+    return fits
+
+
 def _mean_sd(values):
     return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
 
@@ -247,16 +260,20 @@ def main(argv=None):
     parser.add_argument("--params", type=json.loads, default={},
                         help="JSON of DyMoClassifier parameters that replace its defaults (a candidate default)")
     parser.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
-                        help="only write docs/dilemma.md from the records of these runs (fit times: the first)")
+                        help="run nothing: write docs/<name>.md and .json from the records of these runs (fit times: "
+                             "the first run that timed a data set, model and recoverer)")
     args = parser.parse_args(argv)
     if args.report_from:
         runs = [json.loads(open(path).read()) for path in args.report_from]
         records = [row for run in runs for row in run["records"]]
-        # Fit times of the first run only: later ones may have shared the cores with other work.
-        fits = runs[0]["fits"]
+        fits = _first_fits(runs)
+        params = _run_params(runs)
         folder = output_folder(args.quick)
-        (folder / f"{args.name or 'dilemma'}.md").write_text(report(records, fits, ["--report-from", *args.report_from],
-                                                                      args.threads, _run_params(runs)))
+        name = args.name or "dilemma"
+        (folder / f"{name}.json").write_text(json.dumps(dict(records=records, fits=fits, params=params),
+                                                        separators=(",", ":")))
+        (folder / f"{name}.md").write_text(report(records, fits, ["--report-from", *args.report_from], args.threads,
+                                                  params))
         return
     seeds = args.seeds or ((0,) if args.quick else (0, 1, 2))
     tasks = [(dataset, seed, args.quick, args.recoverers, args.params, args.threads)
