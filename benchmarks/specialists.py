@@ -58,11 +58,27 @@ def observed_patterns(X):
 
 
 def fit_predict(kind, seed, quick, network_params, X_fit, y_fit, X_predict):
-    """Fit one specialist on the modalities of ``X_fit`` and predict ``X_predict``."""
+    """Fit one specialist on the modalities of ``X_fit``; returns it and its predictions of ``X_predict``."""
     model = specialist(kind, seed, quick, network_params)
     if kind == "network":
-        return model.fit(X_fit, y_fit).predict(X_predict)
-    return model.fit(flat(X_fit), y_fit).predict(flat(X_predict))
+        return model, model.fit(X_fit, y_fit).predict(X_predict)
+    return model, model.fit(flat(X_fit), y_fit).predict(flat(X_predict))
+
+
+def scalar_params(model):
+    """The settings of a network specialist that a JSON record can keep (not the recoverer)."""
+    return {key: value for key, value in model.get_params().items()
+            if isinstance(value, (bool, int, float, str, type(None)))}
+
+
+def outdated_settings(records):
+    """Settings the network specialists were fitted with that differ from DyMoClassifier's defaults
+    now (the defaults moved after the run); {} when they match or were not recorded. What a run
+    set on purpose (``--network-params``, a smoke run's epochs) is named elsewhere."""
+    defaults = DyMoClassifier().get_params()
+    return {key: value for r in records if r["kind"] == "network" and not r["quick"]
+            for key, value in r.get("network_settings", {}).items()
+            if key in defaults and defaults[key] != value and key not in (r["network_params"] or {})}
 
 
 def run_seed(dataset, seed, quick, network_params=None):
@@ -81,16 +97,17 @@ def run_seed(dataset, seed, quick, network_params=None):
         train = {n: np.asarray(X_train[n]) for n in chosen}
         for kind in KINDS:
             start = time.perf_counter()
-            predicted = fit_predict(kind, seed, quick, network_params, train, y_train,
-                                    {n: np.asarray(X_missing[n])[samples] for n in chosen})
+            model, predicted = fit_predict(kind, seed, quick, network_params, train, y_train,
+                                           {n: np.asarray(X_missing[n])[samples] for n in chosen})
             fit_s = time.perf_counter() - start
-            valid_predicted = fit_predict(kind, seed, quick, network_params,
-                                          {n: a[fit_part] for n, a in train.items()}, y_train[fit_part],
-                                          {n: a[valid_part] for n, a in train.items()})
+            _, valid_predicted = fit_predict(kind, seed, quick, network_params,
+                                             {n: a[fit_part] for n, a in train.items()}, y_train[fit_part],
+                                             {n: a[valid_part] for n, a in train.items()})
             rows.append(dict(dataset=dataset, seed=seed, quick=quick, rate=float(rates[top]), pattern="+".join(chosen),
                              kind=kind, n_samples=int(samples.sum()), correct=int((predicted == y_test[samples]).sum()),
                              n_valid=len(valid_part), valid_correct=int((valid_predicted == y_train[valid_part]).sum()),
-                             fit_s=fit_s, network_params=network_params))
+                             fit_s=fit_s, network_params=network_params,
+                             **({"network_settings": scalar_params(model)} if kind == "network" else {})))
             print(rows[-1], flush=True)
     return rows
 
@@ -129,6 +146,8 @@ def report(records, command):
     else:
         dymo = trained_as(network_params) if network_params else dilemma_dymo()
     trained = f" with `{params_label(network_params)}`" if network_params else ""
+    outdated = outdated_settings(records)
+    fitted_as = (f" (fitted with `{params_label(outdated)}`, the default when they ran)" if outdated else "")
     source = ("docs/training_length.json, trained the same way" if network_params else
               "docs/dilemma.json (docs/dilemma_fashion.json for Fashion-MNIST)")
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
@@ -138,8 +157,8 @@ def report(records, command):
     lines = [title, "",
              f"`{command}` — {torch.get_num_threads()} torch thread(s). Each test sample at the dilemma benchmark's highest η is "
              "classified by specialists trained on exactly its observed modalities (same split and missing test "
-             f"set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped{trained}, fitted on "
-             "those modalities only. *validation-chosen*: for each pattern the kind with the best accuracy on a "
+             f"set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped{trained}{fitted_as}, fitted "
+             "on those modalities only. *validation-chosen*: for each pattern the kind with the best accuracy on a "
              "held-out fifth of the training data (each kind refitted on the rest to choose): a bank a user could "
              "build. *test-chosen*: for each pattern the best of the three on the test samples (optimistic: chosen "
              f"on the test set). *DyMo*: shipped{trained}, default recoverer, from {source}. "
