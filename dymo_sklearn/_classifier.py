@@ -98,9 +98,10 @@ class DyMoClassifier(MultimodalClassifier):
         a missing entry enters the encoder as 0, the training mean. False feeds values as given.
     d_model, n_heads, n_layers, projection_dim, dropout : network size
         Token width, attention heads, transformer blocks, width of the prototype space, dropout.
-    n_subsets : int, default=4
+    n_subsets : int, default=8
         Random modality subsets fused per training batch. More subsets train each missing
-        pattern more often, at a higher cost per epoch; 8 was measured in docs/n_subsets.md.
+        pattern more often, at a higher cost per epoch. 8 rather than the paper's 4, as measured
+        in docs/dilemma.md (every recoverer) and docs/n_subsets.md.
     subset_sampling : {"uniform", "by_size"}, default="uniform"
         How those subsets are drawn. ``uniform``: the paper's, ``min(n_subsets, 2^M - 1)``
         distinct subsets per batch, uniform over the non-empty ones and shared by its samples
@@ -208,7 +209,7 @@ class DyMoClassifier(MultimodalClassifier):
         n_layers=2,
         projection_dim=32,
         dropout=0.1,
-        n_subsets=4,
+        n_subsets=8,
         subset_sampling="uniform",
         aux_weight=1.0,
         aux_warmup=2,

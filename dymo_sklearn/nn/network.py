@@ -131,7 +131,7 @@ class DyMoNetwork(Stochastic, nn.Module):
         n_layers=2,
         projection_dim=32,
         dropout=0.1,
-        n_subsets=4,
+        n_subsets=8,
         entry_dropout=0.2,
         recovered_embedding=False,
         standardize_inputs=False,
