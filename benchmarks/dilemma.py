@@ -248,6 +248,14 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
     return "\n".join(lines) + "\n"
 
 
+def _write_run(name, quick, run, command, threads):
+    """``<name>.json`` (records, fits, params) and its page ``<name>.md``."""
+    folder = output_folder(quick)
+    (folder / f"{name}.json").write_text(json.dumps(run, separators=(",", ":")))
+    (folder / f"{name}.md").write_text(report(run["records"], run["fits"], command, threads, run["params"]))
+    print(f"wrote {folder / name}.md")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, small data, 3 epochs")
@@ -268,12 +276,8 @@ def main(argv=None):
         records = [row for run in runs for row in run["records"]]
         fits = _first_fits(runs)
         params = _run_params(runs)
-        folder = output_folder(args.quick)
-        name = args.name or "dilemma"
-        (folder / f"{name}.json").write_text(json.dumps(dict(records=records, fits=fits, params=params),
-                                                        separators=(",", ":")))
-        (folder / f"{name}.md").write_text(report(records, fits, ["--report-from", *args.report_from], args.threads,
-                                                  params))
+        _write_run(args.name or "dilemma", args.quick, dict(records=records, fits=fits, params=params),
+                   ["--report-from", *args.report_from], args.threads)
         return
     seeds = args.seeds or ((0,) if args.quick else (0, 1, 2))
     tasks = [(dataset, seed, args.quick, args.recoverers, args.params, args.threads)
@@ -283,13 +287,9 @@ def main(argv=None):
         results = list(pool.map(_task, tasks))
     records = [row for result in results for row in result[0]]
     fits = [row for result in results for row in result[1]]
-    folder = output_folder(args.quick)
     name = args.name or ("dilemma_quick" if args.quick else "dilemma")
-    run = dict(records=records, fits=fits, params=args.params)
-    (folder / f"{name}.json").write_text(json.dumps(run, separators=(",", ":")))
-    (folder / f"{name}.md").write_text(report(records, fits, argv if argv is not None else sys.argv[1:], args.threads,
-                                              args.params))
-    print(f"wrote {folder / name}.md")
+    _write_run(name, args.quick, dict(records=records, fits=fits, params=args.params),
+               argv if argv is not None else sys.argv[1:], args.threads)
 
 
 if __name__ == "__main__":

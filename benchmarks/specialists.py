@@ -189,16 +189,17 @@ def report(records, command):
             return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}" if values else "–"
 
         def gap(reference):
-            complete = len(dymo_values) == len(seeds) and len(reference) == len(seeds)
-            return f"{100 * (np.mean(dymo_values) - np.mean(reference)):+.1f}" if complete else "–"
+            return f"{100 * (np.mean(dymo_values) - np.mean(reference)):+.1f}" if dymo_values and reference else "–"
 
-        by_validation = by_validation if len(by_validation) == len(seeds) else []
+        # A figure only where every seed has one.
+        by_validation, dymo_values = ([] if len(values) < len(seeds) else values
+                                      for values in (by_validation, dymo_values))
         lines.append(f"| {dataset} | {mine[0]['rate']:.2f} | " + " | ".join(cell(per_kind[k]) for k in KINDS)
-                     + f" | {cell(by_validation)} | {cell(best)} "
-                     f"| {cell(dymo_values if len(dymo_values) == len(seeds) else [])} | {gap(by_validation)} "
+                     + f" | {cell(by_validation)} | {cell(best)} | {cell(dymo_values)} | {gap(by_validation)} "
                      f"| {gap(best)} |")
     fit = {kind: np.mean([r["fit_s"] for r in records if r["kind"] == kind]) for kind in KINDS}
-    lines += ["", "Mean fit time of one specialist on the whole training part (s): " + ", ".join(f"{k} {v:.1f}" for k, v in fit.items()) + ".", ""]
+    lines += ["", "Mean fit time of one specialist on the whole training part (s): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in fit.items()) + ".", ""]
     return "\n".join(lines)
 
 
