@@ -72,13 +72,17 @@ def scalar_params(model):
 
 
 def outdated_settings(records):
-    """Settings the network specialists were fitted with that differ from DyMoClassifier's defaults
-    now (the defaults moved after the run); {} when they match or were not recorded. What a run
-    set on purpose (``--network-params``, a smoke run's epochs) is named elsewhere."""
-    defaults = DyMoClassifier().get_params()
-    return {key: value for r in records if r["kind"] == "network" and not r["quick"]
-            for key, value in r.get("network_settings", {}).items()
-            if key in defaults and defaults[key] != value and key not in (r["network_params"] or {})}
+    """Settings the network specialists were fitted with that differ from what the same
+    specialist gets now (the defaults moved after the run); {} when they match or were not
+    recorded. What a run set on purpose (``--network-params``, the seed, a smoke run's epochs)
+    is named elsewhere."""
+    outdated = {}
+    for r in records:
+        if r["kind"] == "network" and not r["quick"]:
+            today = scalar_params(specialist("network", r["seed"], False, r["network_params"] or {}))
+            outdated.update({key: value for key, value in r.get("network_settings", {}).items()
+                             if key in today and today[key] != value})
+    return outdated
 
 
 def run_seed(dataset, seed, quick, network_params=None):
