@@ -60,13 +60,16 @@ def shipped_records(dataset, seed, path=Path("docs/dilemma.json")):
     if not path.is_file():
         return []
     run = json.loads(path.read_text())
-    fits = [f for f in run["fits"] if f["model"] == SHIPPED and f["recoverer"] == "knn"
-            and (f["dataset"], f["seed"]) == (dataset, seed)]
+
+    def shipped_here(row):
+        return (row["model"], row["recoverer"], row["dataset"], row["seed"]) == (SHIPPED, "knn", dataset, seed)
+
+    fit = next((f for f in run["fits"] if shipped_here(f)), None)
+    if fit is None:
+        return []
     return [{**{key: r[key] for key in ("dataset", "seed", "rate", "method", "accuracy")}, "quick": False,
              "model": "shipped", "fit_s": fit["fit_s"], "n_epochs": fit["n_epochs"]}
-            for fit in fits[:1] for r in run["records"]
-            if r["model"] == SHIPPED and r["recoverer"] == "knn" and r["method"] in METHODS
-            and (r["dataset"], r["seed"]) == (dataset, seed)]
+            for r in run["records"] if shipped_here(r) and r["method"] in METHODS]
 
 
 def report(records, command):
