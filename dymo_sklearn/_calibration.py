@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._base import check_finite_outputs
+from .recovery import recover
+
 _QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -69,3 +72,27 @@ def best_threshold(accuracy_by_threshold, n_samples):
         return 0.0
     best = np.flatnonzero(accuracy == accuracy.max())
     return float(thresholds[best[np.argmin(np.abs(thresholds[best]))]])
+
+
+def calibrate_threshold(estimator, held_out, y_held_out, rng):
+    """Acceptance threshold with the best accuracy on held-out samples with hidden modalities.
+
+    Two passes of ``estimator``'s prediction: the paper's rule gives the rewards that place the
+    candidate thresholds, then every threshold runs on the same encodings.
+
+    Returns
+    -------
+    threshold : float
+    accuracy : dict of float to float
+        Held-out accuracy of each threshold tried.
+    """
+    hidden = hide_modalities(held_out, rng)
+    recovered = recover(estimator.recoverer_, hidden) if estimator.selection != "none" else None
+    paper = estimator._predict_arrays(hidden, ("rewards",), recovered=recovered, thresholds=(0.0,))
+    thresholds = candidate_thresholds(paper["rewards"])
+    logits = estimator._predict_arrays(hidden, ("threshold_logits",), recovered=recovered,
+                                       thresholds=thresholds)["threshold_logits"]
+    check_finite_outputs(logits.reshape(len(logits), -1), hidden)
+    accuracy = {threshold: float(np.mean(logits[:, index].argmax(1) == y_held_out))
+                for index, threshold in enumerate(thresholds)}
+    return best_threshold(accuracy, len(y_held_out)), accuracy

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
-import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _refuse_booleans, _tensors, check_finite_outputs
-from ._calibration import best_threshold, candidate_thresholds, hide_modalities
+from ._calibration import calibrate_threshold
+from ._explanation import explanation_frame
 from ._input import observed_modalities
-from ._prototypes import MIN_CELL_SAMPLES, SubsetStatistics, choose_subsets, fit_subset_statistics, subset_codes
+from ._prototypes import (
+    SubsetStatistics,
+    choose_subsets,
+    encoded_batches,
+    fit_subset_statistics,
+    subset_codes,
+    warn_about_small_classes,
+)
 from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
 from ._training import PrototypeTracker, SubsetSamplingNet, build_net
 from .nn.distances import DISTANCES
@@ -339,60 +345,20 @@ class DyMoClassifier(MultimodalClassifier):
             return
         # Calibrate with the recoverer that never saw the held-out rows, then refit it on all.
         held_out = {name: array[held_out_rows] for name, array in arrays.items()}
-        self.acceptance_threshold_, self.calibration_accuracy_ = self._calibrate_threshold(
-            held_out, y_encoded[held_out_rows], np.random.default_rng(seed))
+        self.acceptance_threshold_, self.calibration_accuracy_ = calibrate_threshold(
+            self, held_out, y_encoded[held_out_rows], np.random.default_rng(seed))
         self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
 
-    def _calibrate_threshold(self, held_out, y_held_out, rng):
-        """Acceptance threshold with the best accuracy on held-out samples with hidden modalities.
-
-        Two passes: the paper's rule gives the rewards that place the candidate thresholds, then
-        every threshold runs on the same encodings.
-        """
-        hidden = hide_modalities(held_out, rng)
-        recovered = recover(self.recoverer_, hidden) if self.selection != "none" else None
-        paper = self._predict_arrays(hidden, ("rewards",), recovered=recovered, thresholds=(0.0,))
-        thresholds = candidate_thresholds(paper["rewards"])
-        logits = self._predict_arrays(hidden, ("threshold_logits",), recovered=recovered,
-                                      thresholds=thresholds)["threshold_logits"]
-        check_finite_outputs(logits.reshape(len(logits), -1), hidden)
-        accuracy = {threshold: float(np.mean(logits[:, index].argmax(1) == y_held_out))
-                    for index, threshold in enumerate(thresholds)}
-        return best_threshold(accuracy, len(y_held_out)), accuracy
-
     def _fit_statistics(self, arrays, present, y_encoded, seed, weights=None):
-        self._warn_about_small_classes(y_encoded, weights)
+        warn_about_small_classes(y_encoded, weights, self.classes_)
         network = self.net_.module_.eval()
-        device = self.net_.device
-        present_codes = subset_codes(torch.as_tensor(present)).numpy()
-        codes = choose_subsets(len(self.modalities_), self.max_subsets, present_codes, seed)
-
-        def batches():
-            for start in range(0, len(y_encoded), self.predict_batch_size):
-                rows = slice(start, start + self.predict_batch_size)
-                with torch.no_grad():
-                    tokens, present_batch = network.encode(_tensors({n: a[rows] for n, a in arrays.items()}, device))
-                yield (tokens, present_batch, torch.as_tensor(y_encoded[rows], device=device),
-                       None if weights is None else torch.as_tensor(weights[rows], device=device))
-
+        codes = choose_subsets(len(self.modalities_), self.max_subsets,
+                               subset_codes(torch.as_tensor(present)).numpy(), seed)
+        batches = encoded_batches(network, arrays, y_encoded, weights, self.predict_batch_size, self.net_.device)
         statistics = fit_subset_statistics(network, batches, len(self.classes_), codes, self.distance)
         self.subset_codes_ = statistics.codes
         self.subset_prototypes_ = statistics.subset_prototypes
         self.ics_sigma_ = statistics.sigma
-
-    def _warn_about_small_classes(self, y_encoded, weights):
-        counted = y_encoded if weights is None else y_encoded[weights > 0]
-        counts = np.bincount(counted, minlength=len(self.classes_))
-        small = np.flatnonzero(counts < MIN_CELL_SAMPLES)
-        if small.size:
-            labels = self.classes_.tolist()
-            named = ", ".join(f"{labels[k]!r} ({counts[k]})" for k in small)
-            warnings.warn(
-                f"Classes with fewer than {MIN_CELL_SAMPLES} training samples: {named}. Per-subset prototypes "
-                "and ICS scales would rest on almost nothing, so these classes use their pooled statistics "
-                "(the mean prototype over subsets and one scale over all subsets); rewards involving them "
-                "are less reliable. More samples of these classes, or selection='none', avoid this.",
-                UserWarning, stacklevel=4)
 
     # ------------------------------------------------------------- inference
     def _threshold(self):
@@ -470,20 +436,7 @@ class DyMoClassifier(MultimodalClassifier):
         for key in ("logits", "logits_observed_only"):
             check_finite_outputs(run[key], arrays)
         present, _ = observed_modalities(arrays)
-        names = np.asarray(self.modalities_, dtype=object)
-        ranked = np.where(run["selected"], run["order"], np.iinfo(np.int64).max)
-        frame = pd.DataFrame({
-            "observed": [names[row].tolist() for row in present],
-            "candidates": [names[row].tolist() for row in run["candidates"]],
-            "selected": [names[np.argsort(r, kind="stable")[: int(s.sum())]].tolist()
-                         for r, s in zip(ranked, run["selected"])],
-        })
-        for index, name in enumerate(self.modalities_):
-            frame[f"reward_{name}"] = run["rewards"][:, index]
-            frame[f"step_{name}"] = np.where(run["selected"][:, index], run["order"][:, index], 0)
-        frame["prediction"] = self.classes_[run["logits"].argmax(axis=1)]
-        frame["prediction_observed_only"] = self.classes_[run["logits_observed_only"].argmax(axis=1)]
-        return frame
+        return explanation_frame(run, present, self.modalities_, self.classes_)
 
 
 _RECOVERY_FOLDS = 2

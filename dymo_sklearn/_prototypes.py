@@ -15,6 +15,7 @@ pooled sigma.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -115,6 +116,39 @@ def _subset_passes(network, tokens, present, codes_tensor, n_modalities):
             continue
         subset_index = subset_index + start
         yield subset_index, rows, network.fuse(tokens[rows], bits[subset_index])
+
+
+def warn_about_small_classes(y_encoded, weights, classes):
+    """Warn, naming them, about classes with too few samples of positive weight for per-subset
+    statistics (they fall back to their pooled ones)."""
+    counted = y_encoded if weights is None else y_encoded[weights > 0]
+    counts = np.bincount(counted, minlength=len(classes))
+    small = np.flatnonzero(counts < MIN_CELL_SAMPLES)
+    if small.size:
+        labels = np.asarray(classes).tolist()
+        named = ", ".join(f"{labels[k]!r} ({counts[k]})" for k in small)
+        warnings.warn(
+            f"Classes with fewer than {MIN_CELL_SAMPLES} training samples: {named}. Per-subset prototypes "
+            "and ICS scales would rest on almost nothing, so these classes use their pooled statistics "
+            "(the mean prototype over subsets and one scale over all subsets); rewards involving them "
+            "are less reliable. More samples of these classes, or selection='none', avoid this.",
+            UserWarning, stacklevel=4)
+
+
+def encoded_batches(network, arrays, y_encoded, weights, batch_size, device):
+    """The ``batches`` callable of :func:`fit_subset_statistics` for training arrays: each call
+    iterates over (tokens, present, labels, weights) of ``batch_size`` rows, encoded by ``network``."""
+
+    def batches():
+        for start in range(0, len(y_encoded), batch_size):
+            rows = slice(start, start + batch_size)
+            with torch.no_grad():
+                tokens, present = network.encode(
+                    {name: torch.as_tensor(array[rows], device=device) for name, array in arrays.items()})
+            yield (tokens, present, torch.as_tensor(y_encoded[rows], device=device),
+                   None if weights is None else torch.as_tensor(weights[rows], device=device))
+
+    return batches
 
 
 def fit_subset_statistics(network, batches, n_classes, codes, distance):

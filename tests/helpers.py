@@ -1,5 +1,7 @@
 """Small estimators for fast tests: the one place their settings live."""
 
+import numpy as np
+import pandas as pd
 from sklearn.impute import SimpleImputer
 
 from dymo_sklearn import DyMoClassifier, MARSClassifier
@@ -30,3 +32,26 @@ SAMPLE_WEIGHT_EQUIVALENCE = (
 # completed by where each estimator's order independence is tested at atol 1e-5.
 SAMPLE_ORDER_ROUNDING = ("float32 matrix products can round differently with a row's position in the batch "
                          "(~5e-7 > the check's rtol 1e-7 on some CPUs); order independence is tested at atol 1e-5 ")
+
+
+def hand_written_explanation():
+    """An ``explain`` DataFrame of six samples and three modalities, rewards and steps by hand;
+    ``EXPLANATION_LABELS`` are their true labels."""
+    nan = np.nan
+    return pd.DataFrame({
+        "observed": [["a"], ["a"], ["a"], ["b", "c"], ["a", "b", "c"], ["b", "c"]],
+        "candidates": [["b", "c"], ["b", "c"], ["b", "c"], ["a"], [], ["a"]],
+        "selected": [["b"], ["c", "b"], [], ["a"], [], []],
+        "reward_a": [nan, nan, nan, 0.5, nan, -0.2],
+        "step_a": [0, 0, 0, 1, 0, 0],
+        "reward_b": [0.3, 0.1, -0.4, nan, nan, nan],
+        "step_b": [1, 2, 0, 0, 0, 0],
+        "reward_c": [-0.1, 0.2, -0.3, nan, nan, nan],
+        "step_c": [0, 1, 0, 0, 0, 0],
+        "prediction": [1, 0, 1, 0, 1, 1],
+        "prediction_observed_only": [0, 0, 1, 1, 1, 0],
+    })
+
+
+EXPLANATION_LABELS = np.array([1, 1, 1, 0, 1, 0])
+

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import tiny_classifier
 
-from dymo_sklearn import DyMoClassifier
+from dymo_sklearn import DyMoClassifier, _classifier
 from dymo_sklearn._calibration import best_threshold, candidate_thresholds, hide_modalities
 
 
@@ -62,7 +62,7 @@ def test_auto_threshold_on_a_toy_held_out_part(image_table_data, monkeypatch, ac
     X, y = image_table_data
     table = dict(zip(_TOY_GRID, accuracy))
     held_out_labels, scored = [], []
-    calibrate = DyMoClassifier._calibrate_threshold
+    calibrate = _classifier.calibrate_threshold
 
     def capture_labels(self, held_out, y_held_out, rng):
         held_out_labels.append(np.asarray(y_held_out))
@@ -86,7 +86,7 @@ def test_auto_threshold_on_a_toy_held_out_part(image_table_data, monkeypatch, ac
                  "threshold_logits": lambda: np.stack([logits(t) for t in thresholds], axis=1)}
         return {key: found[key]() for key in outputs}
 
-    monkeypatch.setattr(DyMoClassifier, "_calibrate_threshold", capture_labels)
+    monkeypatch.setattr(_classifier, "calibrate_threshold", capture_labels)
     monkeypatch.setattr(DyMoClassifier, "_predict_arrays", toy_runs)
     clf = tiny_classifier(acceptance_threshold="auto", calibration_fraction=0.25).fit(X, y)
     monkeypatch.undo()

@@ -8,6 +8,8 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from helpers import EXPLANATION_LABELS, hand_written_explanation  # noqa: E402
+
 from dymo_sklearn import plotting  # noqa: E402
 
 
@@ -19,41 +21,10 @@ def close_figures():
 
 @pytest.fixture
 def explanation():
-    """Six samples, three modalities; rewards and steps written by hand."""
-    nan = np.nan
-    return pd.DataFrame({
-        "observed": [["a"], ["a"], ["a"], ["b", "c"], ["a", "b", "c"], ["b", "c"]],
-        "candidates": [["b", "c"], ["b", "c"], ["b", "c"], ["a"], [], ["a"]],
-        "selected": [["b"], ["c", "b"], [], ["a"], [], []],
-        "reward_a": [nan, nan, nan, 0.5, nan, -0.2],
-        "step_a": [0, 0, 0, 1, 0, 0],
-        "reward_b": [0.3, 0.1, -0.4, nan, nan, nan],
-        "step_b": [1, 2, 0, 0, 0, 0],
-        "reward_c": [-0.1, 0.2, -0.3, nan, nan, nan],
-        "step_c": [0, 1, 0, 0, 0, 0],
-        "prediction": [1, 0, 1, 0, 1, 1],
-        "prediction_observed_only": [0, 0, 1, 1, 1, 0],
-    })
+    return hand_written_explanation()
 
 
-Y = np.array([1, 1, 1, 0, 1, 0])
-
-
-def test_selection_fractions_by_pattern(explanation):
-    fractions, counts = plotting.selection_fractions(explanation)
-    assert list(fractions.columns) == ["a", "b", "c"]
-    # Pattern "b, c recovered": b accepted 2 of 3 times, c 1 of 3; a never a candidate.
-    row = fractions.loc["recovered: b, c"]
-    assert np.isnan(row["a"]) and row["b"] == pytest.approx(2 / 3) and row["c"] == pytest.approx(1 / 3)
-    assert fractions.loc["recovered: a", "a"] == pytest.approx(0.5)
-    assert fractions.loc["complete"].isna().all()
-    assert counts.loc["recovered: b, c"].tolist() == [0, 3, 3]
-
-
-def test_selection_fractions_marks_partial_modalities(explanation):
-    explanation.at[0, "observed"] = ["a", "b"]
-    fractions, _ = plotting.selection_fractions(explanation)
-    assert "recovered: b*, c" in fractions.index
+Y = EXPLANATION_LABELS
 
 
 def test_heatmap_values_are_the_fractions(explanation):
@@ -76,10 +47,8 @@ def test_heatmap_by_predicted_class_and_pattern(explanation):
     assert len(ax.get_yticklabels()) == 3
 
 
-def test_transition_counts_and_bands(explanation):
+def test_transition_bands_are_the_counts(explanation):
     counts = plotting.transition_counts(explanation, Y)
-    # Right with observed only: rows 2, 4, 5; right after selection: rows 0, 2, 3, 4.
-    assert counts.to_dict() == {"corrected": 2, "broken": 1, "unchanged right": 2, "unchanged wrong": 1}
     ax = plotting.plot_transitions(explanation, Y)
     bands = {p.get_label(): p.count for p in ax.patches if p.get_label() in plotting.TRANSITIONS}
     assert bands == counts.to_dict()
@@ -91,14 +60,7 @@ def test_transition_counts_and_bands(explanation):
     assert ax.get_title() == "accuracy 0.500 -> 0.667"
 
 
-def test_transitions_need_matching_labels(explanation):
-    with pytest.raises(ValueError, match="one label per row"):
-        plotting.transition_counts(explanation, Y[:3])
-
-
 def test_reward_histograms(explanation):
-    rewards = plotting.candidate_rewards(explanation)
-    assert len(rewards) == 8 and rewards["accepted"].sum() == 4
     ax = plotting.plot_reward_distributions(explanation, threshold=0.0, bins=[-1, 0, 1])
     accepted, rejected = ax.containers
     assert [bar.get_height() for bar in accepted] == [0, 4]
@@ -168,11 +130,6 @@ def test_a_new_figure_fits_its_labels(explanation, draw):
         extent = text.get_window_extent(renderer)
         assert box.x0 - 1 <= extent.x0 and extent.x1 <= box.x1 + 1 and box.y0 - 1 <= extent.y0 \
             and extent.y1 <= box.y1 + 1, getattr(text, "get_text", lambda: "legend")()
-
-
-def test_rejects_other_frames():
-    with pytest.raises(ValueError, match="explain"):
-        plotting.selection_fractions(pd.DataFrame({"x": [1]}))
 
 
 def test_plots_from_a_fitted_model(image_table_data):
