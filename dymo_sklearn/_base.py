@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ._categorical import encode_categories, fit_categories, has_categories
 from ._devices import resolve_device
 from ._random import fit_seed
-from ._training import SAMPLE_WEIGHT, is_terminal
+from ._training import EARLY_STOPPING_MONITORS, SAMPLE_WEIGHT, is_terminal
 from ._input import (
     check_some_modality_observed,
     observed_modalities,
@@ -57,6 +57,7 @@ SHARED_PARAMETER_CONSTRAINTS = {
     "early_stopping": ["boolean", StrOptions({"auto"})],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     "patience": [Interval(Integral, 1, None, closed="left")],
+    "early_stopping_monitor": [StrOptions(set(EARLY_STOPPING_MONITORS))],
     "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
     "device": [StrOptions({"auto", "cpu", "cuda"})],
     "class_weight": [dict, StrOptions({"balanced"}), None],
@@ -347,7 +348,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
     def _training_kwargs(self, train_split, device, seed):
         """Keyword arguments of ``build_net`` that every estimator sets the same way."""
         # Plain Python numbers: torch's samplers refuse numpy integers such as np.int64(64).
-        return dict(train_split=train_split, patience=int(self.patience), max_epochs=int(self.max_epochs),
+        return dict(train_split=train_split, patience=int(self.patience), monitor=self.early_stopping_monitor,
+                    max_epochs=int(self.max_epochs),
                     batch_size=int(self.batch_size), lr=float(self.lr), weight_decay=float(self.weight_decay),
                     device=device, random_seed=seed, verbose=int(self.verbose))
 

@@ -131,6 +131,12 @@ class DyMoClassifier(MultimodalClassifier):
         improvement, restoring the best weights. "auto": on when there are at least 500 samples.
     validation_fraction : float, default=0.1
     patience : int, default=10
+    early_stopping_monitor : {"valid_loss", "valid_acc_subsets"}, default="valid_loss"
+        What early stopping watches: the cross-entropy of everything each held-out sample
+        observes, or the accuracy on a random sub-pattern of it (the same every epoch), closer
+        to the missing modalities met at prediction. Measured in docs/early_stopping.md: the
+        accuracy stops after 29-49 epochs and DyMo loses 4.3 (digits) and 5.8 (MNIST) points at
+        η = 0.8, so the loss is the default.
     predict_batch_size : int, default=1024
         Samples per batch at predict time; memory stays bounded whatever the input size.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -228,6 +234,7 @@ class DyMoClassifier(MultimodalClassifier):
         early_stopping="auto",
         validation_fraction=0.1,
         patience=10,
+        early_stopping_monitor="valid_loss",
         predict_batch_size=1024,
         device="auto",
         class_weight=None,
@@ -263,6 +270,7 @@ class DyMoClassifier(MultimodalClassifier):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.early_stopping_monitor = early_stopping_monitor
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.class_weight = class_weight
@@ -293,7 +301,7 @@ class DyMoClassifier(MultimodalClassifier):
 
     _saved_arrays = ("subset_codes_", "subset_prototypes_", "ics_sigma_")
     _parameters_added_later = {"recovery_aware": False, "class_weight": None, "standardize": False,
-                               "subset_sampling": "uniform"}
+                               "subset_sampling": "uniform", "early_stopping_monitor": "valid_loss"}
     _saved_scalars = ("acceptance_threshold_",)
     _saved_estimator = ("recoverer", "recoverer_")
 

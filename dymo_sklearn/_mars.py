@@ -93,6 +93,8 @@ class MARSClassifier(MultimodalClassifier):
     patience : int, default=10
         Epochs without a better validation loss before training stops (measured in
         docs/mars.md: stopped at 5, MARS lost 4.3 points at η = 0.8 on digits).
+    early_stopping_monitor : {"valid_loss", "valid_acc_subsets"}, default="valid_loss"
+        As in DyMoClassifier.
     predict_batch_size : int, default=1024
     device : {"auto", "cpu", "cuda"}, default="auto"
     class_weight : dict, "balanced" or None, default=None
@@ -109,7 +111,7 @@ class MARSClassifier(MultimodalClassifier):
     # An unfitted estimator pickled before a parameter existed gets its value (fitted files and
     # pickles of version 0.1 are refused below and in MARSNetwork).
     _parameters_added_later = {"class_weight": None, "standardize": False, "noise_scale": 5.0,
-                               "noise_weight": "deprecated"}
+                               "noise_weight": "deprecated", "early_stopping_monitor": "valid_loss"}
     _refit_unless_saved = ("noise_scale",)
     _parameter_constraints = {
         **SHARED_PARAMETER_CONSTRAINTS,
@@ -128,6 +130,7 @@ class MARSClassifier(MultimodalClassifier):
                  distillation_weight=1.0, load_balance_weight=0.01, noise_weight="deprecated", expert_hidden=128, encoders=None, column_groups=None,
                  standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128, lr=1e-3,
                  weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
+                 early_stopping_monitor="valid_loss",
                  predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):
         self.n_experts = n_experts
         self.top_k = top_k
@@ -152,6 +155,7 @@ class MARSClassifier(MultimodalClassifier):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.early_stopping_monitor = early_stopping_monitor
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.class_weight = class_weight

@@ -108,6 +108,11 @@ class SeededNet(NeuralNet):
         return getattr(self, prefix)(dataset, **kwargs)
 
 
+# What early stopping may watch, and whether lower is better: the validation loss of everything
+# each held-out sample observes, or the accuracy on a random sub-pattern of it.
+EARLY_STOPPING_MONITORS = {"valid_loss": True, "valid_acc_subsets": False}
+
+
 class SubPatternValidation:
     """Validation of a net whose module classifies incomplete inputs: skorch's step with each
     modality encoded once, plus the accuracy of everything each held-out sample observes
@@ -259,12 +264,12 @@ class FiniteLossGuard(Callback):
                 f"values (largest absolute value per modality in this batch: {largest}).")
 
 
-def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_split=None, patience=5,
+def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_split=None, patience=5, monitor="valid_loss",
               max_epochs, batch_size, lr, weight_decay=0.01, device, random_seed, verbose=0, **net_kwargs):
     """Construct a skorch net of ``net_class`` around ``module_class(**module_kwargs)``.
 
     AdamW, shuffled minibatches, the given ``callbacks``, a guard that stops on a non-finite
-    training loss, then early stopping (restoring the best weights) when there is a
+    training loss, then early stopping on ``monitor`` (restoring the best weights) when there is a
     ``train_split`` and a progress bar when ``verbose``. The module is
     given as a class plus keyword arguments, so skorch builds it on the device and the pickled
     net holds no raw device tensors outside its device-aware state. ``net_class`` is a
@@ -272,7 +277,8 @@ def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_spl
     """
     callbacks = [*callbacks, ("finite_loss", FiniteLossGuard())]
     if train_split is not None:
-        callbacks.append(("early_stopping", EarlyStopping(patience=patience, load_best=True)))
+        callbacks.append(("early_stopping", EarlyStopping(monitor=monitor, lower_is_better=EARLY_STOPPING_MONITORS[monitor],
+                                                          patience=patience, load_best=True)))
     if verbose and is_terminal(sys.stderr):  # a progress bar redrawn with carriage returns clutters a log file
         callbacks.append(("progress", ProgressBar()))
     return net_class(

@@ -519,3 +519,17 @@ def test_early_stopping_names_the_restored_epoch(capsys):
     out = capsys.readouterr().out
     assert "Stopping since valid_loss has not improved" in out
     assert f"Restoring best model from epoch {best}." in out
+
+
+def test_early_stopping_can_watch_the_sub_pattern_accuracy(capsys):
+    """Catches the accuracy treated as a loss (the lowest epoch restored) or the monitor ignored."""
+    X, y = _digits_for_the_log()
+    clf = tiny_classifier(max_epochs=40, lr=0.01, patience=2, verbose=1, early_stopping=True,
+                          early_stopping_monitor="valid_acc_subsets").fit(X, y)
+    accuracy = np.asarray(clf.net_.history[:, "valid_acc_subsets"])
+    best = int(np.argmax(accuracy))
+    assert best > 2 and accuracy[best] > accuracy[0]  # a rising curve: the two rules disagree on it
+    assert len(accuracy) == best + 1 + 2  # stopped `patience` epochs after the first best
+    out = capsys.readouterr().out
+    assert "Stopping since valid_acc_subsets has not improved" in out
+    assert f"Restoring best model from epoch {best + 1}." in out
