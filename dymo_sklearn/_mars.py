@@ -87,14 +87,16 @@ class MARSClassifier(MultimodalClassifier):
     expert_hidden : int, default=128
     encoders, column_groups, standardize, d_model, n_heads, n_layers, dropout : as in DyMoClassifier
     max_epochs, batch_size, lr, weight_decay, early_stopping, validation_fraction
-        Training through skorch, as in DyMoClassifier. The validation loss that early stopping
-        watches is the mean of the inference path's cross-entropy on what each held-out sample
+        Training through skorch, as in DyMoClassifier. The validation loss (what early stopping
+        watches by default) is the mean of the inference path's cross-entropy on what each held-out sample
         observes and on a random sub-pattern of it.
     patience : int, default=10
         Epochs without a better validation loss before training stops (measured in
         docs/mars.md: stopped at 5, MARS lost 4.3 points at η = 0.8 on digits).
     early_stopping_monitor : {"valid_loss", "valid_acc_subsets"}, default="valid_loss"
-        As in DyMoClassifier.
+        What early stopping watches: that validation loss, or the accuracy on the random
+        sub-pattern alone. Not measured for MARS (for DyMo it stopped too early and lost 4-6
+        points at η = 0.8, docs/early_stopping.md).
     predict_batch_size : int, default=1024
     device : {"auto", "cpu", "cuda"}, default="auto"
     class_weight : dict, "balanced" or None, default=None

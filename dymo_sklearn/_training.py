@@ -108,8 +108,8 @@ class SeededNet(NeuralNet):
         return getattr(self, prefix)(dataset, **kwargs)
 
 
-# What early stopping may watch, and whether lower is better: the validation loss of everything
-# each held-out sample observes, or the accuracy on a random sub-pattern of it.
+# What early stopping may watch, and whether lower is better: the net's validation loss, or the
+# accuracy on a random sub-pattern of each held-out sample's modalities.
 EARLY_STOPPING_MONITORS = {"valid_loss": True, "valid_acc_subsets": False}
 
 

@@ -54,4 +54,3 @@ def hand_written_explanation():
 
 
 EXPLANATION_LABELS = np.array([1, 1, 1, 0, 1, 0])
-

@@ -15,8 +15,8 @@ def explanation():
 
 
 def test_explanation_frame_lists_selections_in_acceptance_order():
-    """Catches selected modalities listed in modality order, steps of rejected candidates
-    reported, or predictions not mapped through the class labels."""
+    """Catches selected modalities listed in modality order, or predictions not mapped through
+    the class labels."""
     run = {
         "selected": np.array([[False, True, True], [True, False, False], [False, False, False]]),
         "order": np.array([[0, 2, 1], [1, 0, 0], [0, 0, 0]]),  # sample 0 accepted c, then b

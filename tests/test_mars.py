@@ -364,3 +364,11 @@ def test_early_stopping_reads_the_sub_pattern_validation_loss(image_table_data):
     assert np.isfinite(history[:, "valid_loss"]).all() and len(history[:, "valid_acc_subsets"]) == 3
     # the sub-pattern accuracy is its own number, not a copy of the observed one
     assert history[:, "valid_acc_subsets"] != history[:, "valid_acc"]
+
+
+def test_early_stopping_can_watch_the_sub_pattern_accuracy(image_table_data):
+    """Catches MARS ignoring early_stopping_monitor or treating the accuracy as a loss."""
+    X, y = image_table_data
+    clf = tiny_mars(max_epochs=2, early_stopping=True, early_stopping_monitor="valid_acc_subsets").fit(X, y)
+    stopping = dict(clf.net_.callbacks_)["early_stopping"]
+    assert stopping.monitor == "valid_acc_subsets" and stopping.lower_is_better is False
