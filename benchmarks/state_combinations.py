@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dymo_sklearn._base import _tensors
+from dymo_sklearn._devices import to_device
 from dymo_sklearn._selection import CandidateFusion
 from dymo_sklearn.datasets import apply_missing
 from dymo_sklearn.recovery import recover
@@ -35,7 +35,7 @@ def state_probabilities(model, X):
     device = next(network.parameters()).device
     with torch.no_grad():
         fusion = CandidateFusion(network, *network.encode_versions(
-            _tensors(arrays, device), _tensors(recover(model.recoverer_, arrays), device)))
+            to_device(arrays, device), to_device(recover(model.recoverer_, arrays), device)))
         candidates = fusion.candidates
         rows = torch.arange(len(candidates), device=device)
 

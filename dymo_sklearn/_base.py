@@ -80,11 +80,6 @@ def check_finite_outputs(logits, arrays):
     return logits
 
 
-def _tensors(arrays, device):
-    """Every array of a batch as a tensor on ``device``."""
-    return {name: torch.as_tensor(array, device=device) for name, array in arrays.items()}
-
-
 def _refuse_booleans(estimator, constraints):
     """scikit-learn's Interval(Integral) admits True and False; an integer parameter must not."""
     for name, options in constraints.items():
@@ -349,8 +344,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         """Keyword arguments of ``build_net`` that every estimator sets the same way."""
         # Plain Python numbers: torch's samplers refuse numpy integers such as np.int64(64).
         return dict(train_split=train_split, patience=int(self.patience), monitor=self.early_stopping_monitor,
-                    max_epochs=int(self.max_epochs),
-                    batch_size=int(self.batch_size), lr=float(self.lr), weight_decay=float(self.weight_decay),
+                    max_epochs=int(self.max_epochs), batch_size=int(self.batch_size), lr=float(self.lr), weight_decay=float(self.weight_decay),
                     device=device, random_seed=seed, verbose=int(self.verbose))
 
     # --------------------------------------------------------------- predict

@@ -11,7 +11,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 
-from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _refuse_booleans, _tensors, check_finite_outputs
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _refuse_booleans, check_finite_outputs
+from ._devices import to_device
 from ._calibration import calibrate_threshold
 from ._explanation import explanation_frame
 from ._input import observed_modalities
@@ -397,12 +398,12 @@ class DyMoClassifier(MultimodalClassifier):
 
     def _predict_batch(self, module, context, rows, batch, outputs):
         device = context.device
-        inputs = _tensors(batch, device)
+        inputs = to_device(batch, device)
         recovered = None
         if context.selection != "none":  # "none" uses nothing recovered: never call the recoverer
             recovered_arrays = ({name: array[rows] for name, array in context.recovered.items()}
                                 if context.recovered is not None else recover(self.recoverer_, batch))
-            recovered = _tensors(recovered_arrays, device)
+            recovered = to_device(recovered_arrays, device)
         fusion = CandidateFusion(module, *module.encode_versions(inputs, recovered))
         run = functools.partial(select, fusion, context.statistics, reward_form=self.reward,
                                 distance=self.distance, temperature=self.temperature)

@@ -12,3 +12,8 @@ def resolve_device(device):
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was requested but CUDA is not available; use device='cpu' or 'auto'.")
     return device
+
+
+def to_device(arrays, device):
+    """Every array of a batch (dict of name to array) as a tensor on ``device``."""
+    return {name: torch.as_tensor(array, device=device) for name, array in arrays.items()}

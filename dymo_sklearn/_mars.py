@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions, validate_parameter_constraints
 
-from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _tensors, check_finite_outputs
+from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, check_finite_outputs
+from ._devices import to_device
 from ._input import observed_modalities
 from ._random import device_generator, random_present_subset
 from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
@@ -181,7 +182,7 @@ class MARSClassifier(MultimodalClassifier):
 
     def _predict_batch(self, module, context, rows, batch, outputs):
         device, sub_patterns = context
-        tokens, present = module.encode(_tensors(batch, device))
+        tokens, present = module.encode(to_device(batch, device))
         if sub_patterns is None:
             logits, gates = module.route(tokens, present)
             return {"logits": logits.float(), "gates": gates.float()}

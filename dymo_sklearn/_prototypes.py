@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._devices import to_device
 from .nn.distances import paired_distance
 from .nn.network import subset_bits
 
@@ -143,8 +144,7 @@ def encoded_batches(network, arrays, y_encoded, weights, batch_size, device):
         for start in range(0, len(y_encoded), batch_size):
             rows = slice(start, start + batch_size)
             with torch.no_grad():
-                tokens, present = network.encode(
-                    {name: torch.as_tensor(array[rows], device=device) for name, array in arrays.items()})
+                tokens, present = network.encode(to_device({name: array[rows] for name, array in arrays.items()}, device))
             yield (tokens, present, torch.as_tensor(y_encoded[rows], device=device),
                    None if weights is None else torch.as_tensor(weights[rows], device=device))
 
