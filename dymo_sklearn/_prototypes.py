@@ -133,7 +133,7 @@ def warn_about_small_classes(y_encoded, weights, classes):
             "and ICS scales would rest on almost nothing, so these classes use their pooled statistics "
             "(the mean prototype over subsets and one scale over all subsets); rewards involving them "
             "are less reliable. More samples of these classes, or selection='none', avoid this.",
-            UserWarning, stacklevel=4)
+            UserWarning, stacklevel=6)  # past _fit_statistics, _after_fit and both fits: the caller's line
 
 
 def encoded_batches(network, arrays, y_encoded, weights, batch_size, device):

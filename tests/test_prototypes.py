@@ -247,8 +247,10 @@ def test_a_class_with_too_few_samples_is_named_in_a_warning():
     X, y = _two_views_one_rarely_complete(60)
     labels = np.where(y == 1, "rare", "common")
     keep = np.r_[np.arange(60), np.arange(60, 66)]  # 6 samples of "rare"
-    with pytest.warns(UserWarning, match=r"fewer than 10 training samples: 'rare' \(6\)"):
+    with pytest.warns(UserWarning, match=r"fewer than 10 training samples: 'rare' \(6\)") as caught:
         tiny_classifier(max_epochs=1).fit({n: a[keep] for n, a in X.items()}, labels[keep])
+    # It points at the caller's fit line, not into the package.
+    assert [w.filename for w in caught if "fewer than" in str(w.message)] == [__file__]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tiny_classifier(max_epochs=1).fit(X, labels)
