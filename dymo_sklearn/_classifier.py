@@ -132,12 +132,14 @@ class DyMoClassifier(MultimodalClassifier):
         improvement, restoring the best weights. "auto": on when there are at least 500 samples.
     validation_fraction : float, default=0.1
     patience : int, default=10
-    early_stopping_monitor : {"valid_loss", "valid_acc_subsets"}, default="valid_loss"
+    early_stopping_monitor : {"valid_loss", "valid_acc_subsets", "valid_loss_subsets"}, default="valid_loss"
         What early stopping watches: the cross-entropy of everything each held-out sample
-        observes, or the accuracy on a random sub-pattern of it (the same every epoch), closer
-        to the missing modalities met at prediction. Measured in docs/early_stopping.md: the
-        accuracy stops after 29-49 epochs and DyMo loses 4.3 (digits) and 5.8 (MNIST) points at
-        η = 0.8, so the loss is the default.
+        observes, or the accuracy or the cross-entropy on a random sub-pattern of it (the same
+        every epoch), closer to the missing modalities met at prediction. Measured in
+        docs/early_stopping.md: the accuracy stops after 29-49 epochs and DyMo loses 4.3 (digits)
+        and 5.8 (MNIST) points at η = 0.8; the sub-pattern cross-entropy
+        (docs/early_stopping_loss.md) stops after 44-89 epochs and loses at every η, 1.8 (digits)
+        and 0.9 (MNIST) at η = 0.8. So the loss of everything observed is the default.
     predict_batch_size : int, default=1024
         Samples per batch at predict time; memory stays bounded whatever the input size.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -151,8 +153,9 @@ class DyMoClassifier(MultimodalClassifier):
         ``train_prototype_loss`` (0 for the first ``aux_warmup`` epochs), ``train_loss`` (their
         sum, the prototype term times ``aux_weight``: it jumps when that term starts),
         with a validation split ``valid_loss`` (cross-entropy), ``valid_acc`` (everything
-        present fused) and ``valid_acc_subsets`` (a random subset of each sample's present
-        modalities, the same every epoch), and a line naming the restored epoch when early
+        present fused), ``valid_acc_subsets`` and ``valid_loss_subsets`` (accuracy and
+        cross-entropy of a random subset of each sample's present modalities, the same every
+        epoch), and a line naming the restored epoch when early
         stopping fires. On a terminal also colour for the best values and progress bars (for
         training and for the batches of a long prediction); never in a log file.
 

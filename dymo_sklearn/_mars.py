@@ -34,7 +34,7 @@ class _MARSNet(SubPatternValidation, SeededNet):
     stopping thus watches the incomplete inputs MARS is for, not only complete ones.
     """
 
-    epoch_scores = (("valid_acc", False, False), ("valid_acc_subsets", False, False))
+    epoch_scores = (("valid_acc", False, False), ("valid_acc_subsets", False, False), ("valid_loss_subsets", True, False))
 
     def __init__(self, *args, weights=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -94,10 +94,10 @@ class MARSClassifier(MultimodalClassifier):
     patience : int, default=10
         Epochs without a better validation loss before training stops (measured in
         docs/mars.md: stopped at 5, MARS lost 4.3 points at η = 0.8 on digits).
-    early_stopping_monitor : {"valid_loss", "valid_acc_subsets"}, default="valid_loss"
-        What early stopping watches: that validation loss, or the accuracy on the random
-        sub-pattern alone. Not measured for MARS (for DyMo it stopped too early and lost 4-6
-        points at η = 0.8, docs/early_stopping.md).
+    early_stopping_monitor : {"valid_loss", "valid_acc_subsets", "valid_loss_subsets"}, default="valid_loss"
+        What early stopping watches: that validation loss, or the accuracy or the cross-entropy
+        on the random sub-pattern alone. The last two are not measured for MARS (for DyMo the
+        accuracy stopped too early and lost 4-6 points at η = 0.8, docs/early_stopping.md).
     predict_batch_size : int, default=1024
     device : {"auto", "cpu", "cuda"}, default="auto"
     class_weight : dict, "balanced" or None, default=None

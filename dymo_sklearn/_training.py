@@ -109,16 +109,17 @@ class SeededNet(NeuralNet):
 
 
 # What early stopping may watch, and whether lower is better: the net's validation loss, or the
-# accuracy on a random sub-pattern of each held-out sample's modalities.
-EARLY_STOPPING_MONITORS = {"valid_loss": True, "valid_acc_subsets": False}
+# accuracy or cross-entropy on a random sub-pattern of each held-out sample's modalities.
+EARLY_STOPPING_MONITORS = {"valid_loss": True, "valid_acc_subsets": False, "valid_loss_subsets": True}
 
 
 class SubPatternValidation:
     """Validation of a net whose module classifies incomplete inputs: skorch's step with each
     modality encoded once, plus the accuracy of everything each held-out sample observes
-    (``valid_acc``) and of a random subset of it (``valid_acc_subsets``), how the network does on
-    the incomplete inputs it will meet. The subsets come from ``validation_generator_``; the net
-    says in :meth:`validation_outputs` what it scores and which loss early stopping watches."""
+    (``valid_acc``) and of a random subset of it (``valid_acc_subsets``, with its cross-entropy
+    ``valid_loss_subsets``, weighted like the training loss), how the network does on the
+    incomplete inputs it will meet. The subsets come from ``validation_generator_``; the net says
+    in :meth:`validation_outputs` what it scores and what ``valid_loss`` is."""
 
     def validation_step(self, batch, **fit_params):
         self._set_training(False)
@@ -132,6 +133,8 @@ class SubPatternValidation:
                                                                           inputs)
         self.history.record_batch("valid_acc", (observed.argmax(-1) == labels).float().mean().item())
         self.history.record_batch("valid_acc_subsets", (sub_pattern.argmax(-1) == labels).float().mean().item())
+        self.history.record_batch("valid_loss_subsets", weighted_loss(
+            F.cross_entropy, sub_pattern, labels.long(), batch_weights(inputs, sub_pattern.device)).item())
         return {"loss": loss, "y_pred": y_pred}
 
     def validation_outputs(self, module, tokens, present, subsets, labels, inputs):
@@ -149,7 +152,7 @@ class SubsetSamplingNet(SubPatternValidation, SeededNet):
     """
 
     epoch_scores = (("train_ce", True, True), ("train_prototype_loss", True, True), ("valid_acc", False, False),
-                    ("valid_acc_subsets", False, False))
+                    ("valid_acc_subsets", False, False), ("valid_loss_subsets", True, False))
 
     def __init__(self, *args, distance="cosine", temperature=0.1, aux_weight=1.0, **kwargs):
         super().__init__(*args, **kwargs)

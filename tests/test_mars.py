@@ -372,3 +372,7 @@ def test_early_stopping_can_watch_the_sub_pattern_accuracy(image_table_data):
     clf = tiny_mars(max_epochs=2, early_stopping=True, early_stopping_monitor="valid_acc_subsets").fit(X, y)
     stopping = dict(clf.net_.callbacks_)["early_stopping"]
     assert stopping.monitor == "valid_acc_subsets" and stopping.lower_is_better is False
+    clf = tiny_mars(max_epochs=2, early_stopping=True, early_stopping_monitor="valid_loss_subsets").fit(X, y)
+    stopping = dict(clf.net_.callbacks_)["early_stopping"]
+    assert stopping.monitor == "valid_loss_subsets" and stopping.lower_is_better is True
+    assert np.isfinite(clf.net_.history[:, "valid_loss_subsets"]).all()

@@ -521,6 +521,24 @@ def test_early_stopping_names_the_restored_epoch(capsys):
     assert f"Restoring best model from epoch {best}." in out
 
 
+def test_early_stopping_can_watch_the_sub_pattern_loss(capsys):
+    """Catches the sub-pattern loss treated as a score (the highest epoch restored), the monitor
+    ignored (valid_loss's best epoch restored) or a copy of valid_loss recorded under its name."""
+    X, y = _digits_for_the_log()
+    clf = tiny_classifier(max_epochs=40, lr=0.01, patience=2, verbose=1, early_stopping=True,
+                          early_stopping_monitor="valid_loss_subsets").fit(X, y)
+    history = clf.net_.history
+    loss = np.asarray(history[:, "valid_loss_subsets"])
+    best = int(np.argmin(loss))
+    assert best > 2 and loss[best] < loss[0]  # a falling curve: a score would keep epoch 1
+    assert len(loss) == best + 1 + 2  # stopped `patience` epochs after the first best
+    # less input, a higher loss once the network has learnt: its own number, not valid_loss
+    assert loss[best] > history[best, "valid_loss"]
+    out = capsys.readouterr().out
+    assert "Stopping since valid_loss_subsets has not improved" in out
+    assert f"Restoring best model from epoch {best + 1}." in out
+
+
 def test_early_stopping_can_watch_the_sub_pattern_accuracy(capsys):
     """Catches the accuracy treated as a loss (the lowest epoch restored) or the monitor ignored."""
     X, y = _digits_for_the_log()
