@@ -190,6 +190,21 @@ def best_time(function, repeats=3):
     return min(times), result
 
 
+def rule_table(part, rules, reference):
+    """Markdown rows of one data set's page: each rule's accuracy (mean ± sd over seeds) per
+    missing rate, then its difference to ``reference`` at the highest rate; rules without
+    records are left out. ``part`` holds columns rule, rate and accuracy (in %)."""
+    rates = sorted(part.rate.unique())
+    top = part[part.rate == rates[-1]].groupby("rule").accuracy.mean()
+    lines = ["| rule | " + " | ".join(f"η = {rate:.2f}" for rate in rates) + f" | − {reference.split(' ')[0]} |",
+             "|---|" + "---|" * (len(rates) + 1)]
+    for rule in (rule for rule in rules if rule in top.index):
+        cells = [part[(part.rule == rule) & (part.rate == rate)].accuracy for rate in rates]
+        lines.append(f"| {rule} | " + " | ".join(f"{c.mean():.1f} ± {c.std(ddof=0):.1f}" for c in cells)
+                     + f" | {top[rule] - top[reference]:+.1f} |")
+    return lines
+
+
 def write_report(name, quick, records, report, argv, stem=None):
     """Write ``<stem>.json`` (the records) and ``<stem>.md`` (``report(records, command)``) into
     :func:`output_folder`, and print the page; ``argv`` gives the command line it names and

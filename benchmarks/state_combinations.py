@@ -22,7 +22,7 @@ from dymo_sklearn._selection import CandidateFusion
 from dymo_sklearn.datasets import apply_missing
 from dymo_sklearn.recovery import recover
 
-from .common import benchmark_main, load_split
+from .common import benchmark_main, load_split, rule_table
 from .dilemma import DATASETS, shipped
 
 
@@ -108,15 +108,7 @@ def report(records, command):
              "turns class probabilities of states the selection fuses into one prediction, without labels. "
              "Accuracy in %, mean ± sd over seeds; the last column is the rule minus `dymo` at the highest η."]
     for dataset, part in frame.groupby("dataset", sort=False):
-        rates = sorted(part.rate.unique())
-        top = part[part.rate == rates[-1]].groupby("rule").accuracy.mean()
-        lines += ["", f"## {dataset}", "",
-                  "| rule | " + " | ".join(f"η = {rate:.2f}" for rate in rates) + " | − dymo |",
-                  "|---|" + "---|" * (len(rates) + 1)]
-        for rule in RULES:
-            cells = [part[(part.rule == rule) & (part.rate == rate)].accuracy for rate in rates]
-            lines.append(f"| {rule} | " + " | ".join(f"{c.mean():.1f} ± {c.std(ddof=0):.1f}" for c in cells)
-                         + f" | {top[rule] - top['dymo (selection, shipped)']:+.1f} |")
+        lines += ["", f"## {dataset}", "", *rule_table(part, RULES, "dymo (selection, shipped)")]
     return "\n".join(lines) + "\n"
 
 
