@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from dymo_sklearn._input import observed_modalities
 from dymo_sklearn.datasets import apply_missing
 from dymo_sklearn.recovery import recover
 
@@ -46,17 +47,16 @@ NONE, SHIPPED_RULE, SINGLE, PER_COUNT, HALVES, GATE = RULES = (
 PERCENTILES = np.arange(1, 100)
 
 
-def n_observed(X):
-    """Number of observed modalities of each sample of a dict of NaN-masked arrays."""
-    return sum(~np.isnan(np.asarray(values, dtype=float).reshape(len(values), -1)).all(axis=1)
-               for values in X.values())
-
-
 def threshold_grid(rewards):
     """-inf, the :data:`PERCENTILES` of the finite ``rewards``, 0 and +inf, sorted and unique."""
     finite = rewards[np.isfinite(rewards)]
     inner = np.percentile(finite, PERCENTILES) if finite.size else []
     return np.unique(np.concatenate([[-np.inf, 0.0, np.inf], inner]))
+
+
+def shipped_row(grid):
+    """Row of the paper's threshold, 0, in a table over ``grid``."""
+    return int(np.flatnonzero(grid == 0.0)[0])
 
 
 def paper_rule_rewards(model, arrays, recovered):
@@ -99,15 +99,14 @@ def bound_rows(tables, grid):
 
     Every test set of one rate has the same number of observed modalities per sample, so a
     threshold per number observed is a threshold per rate; the single threshold is one for all."""
-    thresholds = np.append(grid, np.inf)
-    shipped_row = int(np.flatnonzero(grid == 0.0)[0])
+    thresholds, paper = np.append(grid, np.inf), shipped_row(grid)
     single = _best(sum(correct.sum(axis=1) for correct in tables.values()))
     result = {}
     for rate, correct in tables.items():
         per_count = _best(correct.sum(axis=1))
-        result[rate] = ({NONE: correct[-1].mean(), SHIPPED_RULE: correct[shipped_row].mean(),
+        result[rate] = ({NONE: correct[-1].mean(), SHIPPED_RULE: correct[paper].mean(),
                          SINGLE: correct[single].mean(), PER_COUNT: correct[per_count].mean(),
-                         HALVES: _cross_chosen(correct), GATE: (correct[-1] | correct[shipped_row]).mean()},
+                         HALVES: _cross_chosen(correct), GATE: (correct[-1] | correct[paper]).mean()},
                         float(thresholds[per_count]))
     return result
 
@@ -122,12 +121,11 @@ def run_seed(dataset, seed, quick, device="cpu"):
     grid = threshold_grid(np.concatenate([paper_rule_rewards(model, *test) for test in tests.values()]))
     tables = {rate: correct_by_threshold(model, *test, y_test, grid) for rate, test in tests.items()}
     for rate, (arrays, _) in tests.items():  # the two rows the bound compares against are what predict gives
-        for rule, selection in ((NONE, "none"), (SHIPPED_RULE, "dymo")):
-            row = -1 if rule == NONE else int(np.flatnonzero(grid == 0.0)[0])
+        for rule, selection, row in ((NONE, "none", -1), (SHIPPED_RULE, "dymo", shipped_row(grid))):
             if not np.array_equal(tables[rate][row], model.set_params(selection=selection).predict(arrays) == y_test):
                 raise AssertionError(f"{dataset} seed {seed} η={rate}: {rule!r} differs from predict")
     model.set_params(selection="dymo")
-    observed = {rate: np.unique(n_observed(arrays)).tolist() for rate, (arrays, _) in tests.items()}
+    observed = {rate: np.unique(observed_modalities(arrays)[0].sum(axis=1)).tolist() for rate, (arrays, _) in tests.items()}
     rows = [{"dataset": dataset, "seed": seed, "quick": quick, "device": device, "threads": torch.get_num_threads(),
              "grid_size": len(grid), "rate": rate, "observed": observed[rate], "rule": rule,
              "accuracy": float(value), "threshold": chosen if rule == PER_COUNT else None}
