@@ -69,8 +69,10 @@ def cpu_runs(paths=CPU_RECORDS):
     for path in paths:
         if path.exists():
             run = json.loads(path.read_text())
-            records += [row for row in run["records"] if row["recoverer"] == "knn"]
-            fits += [row for row in run["fits"] if row["recoverer"] in ("knn", "default (knn)")]
+            on_cpu = [row for row in run["records"] if row.get("device", "cpu") == "cpu"]
+            records += [row for row in on_cpu if row["recoverer"] == "knn"]
+            fits += [row for row in run["fits"]
+                     if row["recoverer"] in ("knn", "default (knn)") and row.get("device", "cpu") == "cpu"]
     return pd.DataFrame(records), pd.DataFrame(fits)
 
 

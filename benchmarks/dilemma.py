@@ -12,6 +12,9 @@ observed modalities: what a recovered modality cannot add information beyond).
         --threads 2 --name dilemma_fashion            # 10,000 Fashion-MNIST tuples (apt package)
     python -m benchmarks.dilemma --params '{"n_subsets": 8}' --jobs 2 --name dilemma_n_subsets
                                                       # a candidate default, in place of the default
+    python -m benchmarks.dilemma --datasets polymnist_fashion --seeds 1 --recoverers knn --parts networks \
+        --device cuda --name dilemma_fashion_networks_1  # one part of a run, here the networks on a GPU;
+                                                      # merge the parts' JSON with --report-from
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ MODES = ("none", "all", "simultaneous", "iterative", "dymo")
 SHIPPED = "shipped"
 PAPER_TRAINING = "recovery_aware=False"
 SPECIALISTS = "pattern specialists (LogReg)"
+PARTS = ("networks", "peers")
 
 
 def shipped(recoverer, seed, quick, **params):
@@ -82,9 +86,10 @@ def _recoverers(dataset, quick, seed):
             "mvae": MultimodalVAERecoverer(max_epochs=3 if quick else 60, random_state=seed, device="cpu")}
 
 
-def run_seed(dataset, seed, quick, only_recoverers=None, params=None):
+def run_seed(dataset, seed, quick, only_recoverers=None, params=None, device="cpu", parts=PARTS):
     """Every model of one (data set, seed); ``params`` changes DyMoClassifier's defaults in both
-    the shipped model and the paper's training, as a new default would."""
+    the shipped model and the paper's training, as a new default would. ``device`` is where the
+    networks run; ``parts`` chooses the networks, the peers and specialists, or both."""
     params = params or {}
     started = time.perf_counter()
     X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
@@ -96,12 +101,23 @@ def run_seed(dataset, seed, quick, only_recoverers=None, params=None):
 
     def timed_fit(model, label, recoverer):
         start = time.perf_counter()
-        model.fit(X_train, y_train)
-        fits.append(dict(dataset=dataset, seed=seed, model=label, recoverer=recoverer,
+        model.set_params(device=device).fit(X_train, y_train)
+        fits.append(dict(dataset=dataset, seed=seed, model=label, recoverer=recoverer, device=device,
                          fit_s=time.perf_counter() - start, n_epochs=len(model.net_.history),
                          params={key: model.get_params()[key] for key in params}))
         return model
 
+    if "networks" in parts:
+        _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_test, timed_fit,
+                  lambda **row: add(device=device, **row))
+    if "peers" in parts:
+        _peers(dataset, seed, quick, X_train, y_train, tests, y_test, add)
+    print(f"[{dataset}] seed {seed}: {time.perf_counter() - started:.0f}s", flush=True)
+    return records, fits
+
+
+def _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_test, timed_fit, add):
+    """The paper's training and the shipped model with every recoverer."""
     # The paper's training does not depend on the recoverer (complete training data): fit once, swap it.
     paper = timed_fit(shipped(None, seed, quick, **{**params, "recovery_aware": False}), PAPER_TRAINING,
                       "default (knn)")
@@ -120,6 +136,10 @@ def run_seed(dataset, seed, quick, only_recoverers=None, params=None):
         if not multimodal:
             model.recoverer_ = CachedRecovery(model.recoverer_)
         evaluate(model, tests, y_test, add, SHIPPED, name)
+
+
+def _peers(dataset, seed, quick, X_train, y_train, tests, y_test, add):
+    """The simple pipelines and the bank of pattern specialists (scikit-learn, on the CPU)."""
     for name, baseline in baselines(dataset, not quick, seed).items():
         baseline.fit(flat(X_train), y_train)
         for rate, X_missing in tests.items():
@@ -129,8 +149,6 @@ def run_seed(dataset, seed, quick, only_recoverers=None, params=None):
     for rate, X_missing in tests.items():
         add(model="reference", recoverer="-", rate=rate, method=SPECIALISTS,
             accuracy=float(np.mean(pattern_specialists(X_train, y_train, X_missing, seed, bank) == y_test)))
-    print(f"[{dataset}] seed {seed}: {time.perf_counter() - started:.0f}s", flush=True)
-    return records, fits
 
 
 def _task(args):
@@ -165,7 +183,7 @@ def _first_fits(runs):
     """The fit times of merged runs; where several timed the same (data set, model, recoverer), the
     first run's only, since a run that adds seeds later may have shared the cores with other work."""
     def timed(fit):
-        return fit["dataset"], fit["model"], fit["recoverer"]
+        return fit["dataset"], fit["model"], fit["recoverer"], fit.get("device", "cpu")
 
     fits, seen = [], set()
     for run in runs:
@@ -181,14 +199,16 @@ def _mean_sd(values):
 def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
     # Runs merged with --report-from repeat the peers and specialists of a seed: keep one.
     frame = pd.DataFrame(records).drop_duplicates(["dataset", "seed", "model", "recoverer", "rate", "method"])
+    frame["device"] = frame["device"].fillna("cpu") if "device" in frame else "cpu"  # records before --device
+    devices = frame[frame.model.isin([SHIPPED, PAPER_TRAINING])].groupby("device").seed.unique()
     lines = ["# The dilemma: DyMoClassifier as shipped, every recoverer, against the simple pipelines", "",
              f"Generated by `python -m benchmarks.dilemma {shlex.join(command)}`"
              + (" from the records of the runs listed in [figures.md](figures.md)" if "--report-from" in command else "")
              + f" ({frame.seed.nunique()} seed(s), "
              "mean ± sd, accuracy in %). "
-             f"`{SHIPPED}`: `DyMoClassifier(recoverer=R, random_state=seed, device=\"cpu\"{_call_args(params)})`, "
-             f"every other setting at its default;{_now_default(params)} `{PAPER_TRAINING}`: the same with the paper's "
-             "training. The `knn` rows "
+             f"`{SHIPPED}`: `DyMoClassifier(recoverer=R, random_state=seed, device={_device_argument(devices)}"
+             f"{_call_args(params)})`, every other setting at its default;{_now_default(params)} `{PAPER_TRAINING}`: "
+             f"the same with the paper's training.{_devices_sentence(devices)} The `knn` rows "
              "of the shipped model use the default recoverer (`KNNRecoverer`, KNNImputer's result); the "
              "others pass the imputer listed in `benchmarks/common.py`. Hand-written reading: "
              "[benchmark_notes.md](benchmark_notes.md).", ""]
@@ -199,6 +219,9 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
         for (model, recoverer, method), rows in part.groupby(["model", "recoverer", "method"], sort=False):
             cells = [_mean_sd(rows[rows.rate == r].accuracy) for r in rates]
             lines.append(f"| {model} | {recoverer} | {method} | " + " | ".join(cells) + " |")
+        if not (part.model == SHIPPED).any():  # a run of the peers only
+            lines.append("")
+            continue
         lines += ["", "Safety, dymo − none of the same model (worst η, points):", "",
                   "| model | " + " | ".join(sorted(part[part.model == SHIPPED].recoverer.unique())) + " |",
                   "|---|" + "---|" * part[part.model == SHIPPED].recoverer.nunique()]
@@ -209,9 +232,10 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
                 mean = sub.groupby(["rate", "method"]).accuracy.mean().unstack()
                 cells.append(f"{100 * (mean['dymo'] - mean['none']).min():+.1f}")
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
-        if not ((part.model == SHIPPED) & (part.recoverer == "knn")).any():
+        if not (((part.model == SHIPPED) & (part.recoverer == "knn")).any() and (part.model == "peer").any()
+                and (part.model == "reference").any()):
             lines.append("")
-            continue  # the comparisons below are for the default recoverer
+            continue  # the comparisons below are for the default recoverer, against the peers
         top = rates[-1]
         at_top = part[part.rate == top].groupby(["model", "recoverer", "method"]).accuracy.mean()
         dymo = at_top[(SHIPPED, "knn", "dymo")]
@@ -236,16 +260,36 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
             values = " / ".join(f"{100 * means[(model, 'knn', m, top)]:.1f}" for m in MODES)
             lines.append(f"- {model}: {values}")
         lines.append("")
-    fit_frame = pd.DataFrame(fits).groupby(["dataset", "model", "recoverer"]).agg(
+    if not fits:  # a run of the peers only
+        return "\n".join(lines) + "\n"
+    fit_frame = pd.DataFrame(fits)
+    fit_frame["device"] = fit_frame["device"].fillna("cpu") if "device" in fit_frame else "cpu"
+    off_cpu = (fit_frame.device != "cpu").any()  # a device column only where some fit ran elsewhere
+    fit_frame = fit_frame.groupby(["dataset", "model", "recoverer", "device"]).agg(
         fit_s=("fit_s", "mean"), n_epochs=("n_epochs", "mean"), n_fits=("fit_s", "size"))
     lines += [f"## Fit time ({threads} torch thread(s) per fit, mean over seeds)", "",
               "The paper's training is fitted once per seed and run (with the default recoverer) and shares its "
               "network across recoverers; the shipped model is fitted per recoverer, its time including the "
               "recoverer's cross-fitted and final fits.", "",
-              "| data set | model | recoverer | fit (s) | epochs | fits |", "|---|---|---|---|---|---|"]
-    lines += [f"| {d} | {m} | {r} | {row.fit_s:.1f} | {row.n_epochs:.1f} | {row.n_fits} |"
-              for (d, m, r), row in fit_frame.iterrows()]
+              "| data set | model | recoverer | " + ("device | " if off_cpu else "") + "fit (s) | epochs | fits |",
+              "|---|---|---|" + ("---|" if off_cpu else "") + "---|---|---|"]
+    lines += [f"| {d} | {m} | {r} | " + (f"{device} | " if off_cpu else "")
+              + f"{row.fit_s:.1f} | {row.n_epochs:.1f} | {row.n_fits} |" for (d, m, r, device), row in fit_frame.iterrows()]
     return "\n".join(lines) + "\n"
+
+
+def _device_argument(devices):
+    """The ``device`` argument the networks got: ``"cpu"``, or the devices in use when runs differ."""
+    return " or ".join(f'"{device}"' for device in sorted(devices.index)) if len(devices) else '"cpu"'
+
+
+def _devices_sentence(devices):
+    """Which seeds' networks ran where, when some ran off the CPU ('' otherwise)."""
+    if set(devices.index) <= {"cpu"}:
+        return ""
+    where = "; ".join(f"seeds {sorted(int(seed) for seed in seeds)} on {device}" for device, seeds in devices.items())
+    return (f" Networks by device: {where}. A network fitted on a GPU is not the CPU's bit for bit (its "
+            "floating-point sums run in another order), so the seeds differ by more than their split.")
 
 
 def _write_run(name, quick, run, command, threads):
@@ -265,6 +309,9 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2 (0 when --quick)")
     parser.add_argument("--recoverers", nargs="+", default=None, help="default: every one of the data set")
     parser.add_argument("--name", default=None, help="output name (default: dilemma, or dilemma_quick)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the networks run")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
+                        help="networks, peers (the simple pipelines and the pattern specialists), or both")
     parser.add_argument("--params", type=json.loads, default={},
                         help="JSON of DyMoClassifier parameters that replace its defaults (a candidate default)")
     parser.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
@@ -280,11 +327,14 @@ def main(argv=None):
                    ["--report-from", *args.report_from], args.threads)
         return
     seeds = args.seeds or ((0,) if args.quick else (0, 1, 2))
-    tasks = [(dataset, seed, args.quick, args.recoverers, args.params, args.threads)
+    tasks = [(dataset, seed, args.quick, args.recoverers, args.params, args.device, tuple(args.parts), args.threads)
              for dataset in args.datasets for seed in seeds]
     tasks.sort(key=lambda task: task[0] != "polymnist_mnist")  # the longest first
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(_task, tasks))
+    if args.jobs == 1:  # in this process: a forked worker cannot use CUDA once the parent has touched it
+        results = [_task(task) for task in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(_task, tasks))
     records = [row for result in results for row in result[0]]
     fits = [row for result in results for row in result[1]]
     name = args.name or ("dilemma_quick" if args.quick else "dilemma")
