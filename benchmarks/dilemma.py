@@ -172,11 +172,18 @@ def _now_default(params):
 
 
 def _run_params(runs):
-    """The DyMoClassifier parameters shared by runs merged with --report-from ({} when a run has none)."""
-    found = {json.dumps(run.get("params", {}), sort_keys=True) for run in runs}
-    if len(found) > 1:
-        raise ValueError(f"These runs changed different parameters and cannot be merged: {sorted(found)}.")
-    return json.loads(found.pop())
+    """The DyMoClassifier parameters of runs merged with --report-from.
+
+    Runs without networks (``--parts peers``) have none. A run that passed a candidate which is
+    now the default built the same model as a run made after it became one, so the two merge,
+    and the candidate stays named; runs that differ otherwise cannot be merged."""
+    defaults = DyMoClassifier().get_params()
+    with_networks = [run for run in runs if run["fits"]] or runs
+    beyond_defaults = {json.dumps({key: value for key, value in run.get("params", {}).items() if defaults.get(key) != value},
+                                  sort_keys=True) for run in with_networks}
+    if len(beyond_defaults) > 1:
+        raise ValueError(f"These runs changed different parameters and cannot be merged: {sorted(beyond_defaults)}.")
+    return {key: value for run in with_networks for key, value in run.get("params", {}).items()}
 
 
 def _first_fits(runs):
