@@ -190,6 +190,15 @@ def best_time(function, repeats=3):
     return min(times), result
 
 
+def percent_frame(records):
+    """The records of a rule benchmark as a DataFrame with accuracy in %, and their seeds, sorted."""
+    import pandas as pd
+
+    frame = pd.DataFrame(records)
+    frame["accuracy"] *= 100
+    return frame, sorted(frame.seed.unique().tolist())
+
+
 def rule_table(part, rules, reference):
     """Markdown rows of one data set's page: each rule's accuracy (mean ± sd over seeds) per
     missing rate, then its difference to ``reference`` at the highest rate; rules without

@@ -14,7 +14,6 @@ candidate, every candidate at once and DyMo's final state. No rule sees a label.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dymo_sklearn._devices import to_device
@@ -22,7 +21,7 @@ from dymo_sklearn._selection import CandidateFusion
 from dymo_sklearn.datasets import apply_missing
 from dymo_sklearn.recovery import recover
 
-from .common import benchmark_main, load_split, rule_table
+from .common import benchmark_main, load_split, percent_frame, rule_table
 from .dilemma import DATASETS, shipped
 
 
@@ -99,9 +98,7 @@ def run_seed(dataset, seed, quick):
 
 
 def report(records, command):
-    frame = pd.DataFrame(records)
-    frame["accuracy"] *= 100
-    seeds = sorted(frame.seed.unique().tolist())
+    frame, seeds = percent_frame(records)
     lines = ["# Combining DyMo's fused states at prediction time", "",
              f"Produced by `{command}` ({torch.get_num_threads()} torch thread(s)): `DyMoClassifier()` as shipped "
              f"(default recoverer) on the dilemma run's splits and missing test sets, seeds {seeds}. Each rule "

@@ -29,14 +29,13 @@ sample between discarding and DyMo's selection.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import torch
 
 from dymo_sklearn._input import observed_modalities
 from dymo_sklearn.datasets import apply_missing
 from dymo_sklearn.recovery import recover
 
-from .common import benchmark_main, load_split, rule_table
+from .common import benchmark_main, load_split, percent_frame, rule_table
 from .dilemma import DATASETS, shipped
 
 NONE, SHIPPED_RULE, SINGLE, PER_COUNT, HALVES, GATE = RULES = (
@@ -157,9 +156,7 @@ def _threads(frame):
 
 
 def report(records, command):
-    frame = pd.DataFrame(records)
-    frame["accuracy"] *= 100
-    seeds = sorted(frame.seed.unique().tolist())
+    frame, seeds = percent_frame(records)
     lines = ["# Acceptance thresholds per number of observed modalities: a label-aware bound", "",
              f"Produced by `{command}` ({_threads(frame)} torch thread(s), device "
              f"{', '.join(sorted(frame.device.unique()))}): `DyMoClassifier()` as shipped (default recoverer) on "
