@@ -47,6 +47,7 @@ SHIPPED = "shipped"
 PAPER_TRAINING = "recovery_aware=False"
 SPECIALISTS = "pattern specialists (LogReg)"
 PARTS = ("networks", "peers")
+PER_FIT = ("random_state", "device", "recoverer", "selection")  # set by the run, or changed after the fit
 
 
 def shipped(recoverer, seed, quick, **params):
@@ -104,7 +105,7 @@ def run_seed(dataset, seed, quick, only_recoverers=None, params=None, device="cp
         model.set_params(device=device).fit(X_train, y_train)
         fits.append(dict(dataset=dataset, seed=seed, model=label, recoverer=recoverer, device=device,
                          fit_s=time.perf_counter() - start, n_epochs=len(model.net_.history),
-                         params={key: model.get_params()[key] for key in params}))
+                         params={key: model.get_params()[key] for key in params}, settings=_settings(model)))
         return model
 
     if "networks" in parts:
@@ -171,18 +172,29 @@ def _now_default(params):
             "it as a candidate before it became one, so these are the shipped model's figures.") if adopted else ""
 
 
+def _settings(model):
+    """The model's parameters that a JSON record can keep, less those a run sets per fit."""
+    return {key: value for key, value in model.get_params().items()
+            if isinstance(value, (bool, int, float, str, type(None))) and key not in PER_FIT}
+
+
 def _run_params(runs):
     """The DyMoClassifier parameters of runs merged with --report-from.
 
-    Runs without networks (``--parts peers``) have none. A run that passed a candidate which is
-    now the default built the same model as a run made after it became one, so the two merge,
-    and the candidate stays named; runs that differ otherwise cannot be merged."""
-    defaults = DyMoClassifier().get_params()
+    Runs without networks (``--parts peers``) have none. Runs that passed the same parameters
+    merge. Runs that passed different ones merge only when every fit of every run recorded its
+    settings and these agree model by model: a candidate that has since become the default and
+    a run made after it did build the same networks. A run made before settings were recorded
+    cannot show that, so it merges only with runs that passed exactly its parameters."""
     with_networks = [run for run in runs if run["fits"]] or runs
-    beyond_defaults = {json.dumps({key: value for key, value in run.get("params", {}).items() if defaults.get(key) != value},
-                                  sort_keys=True) for run in with_networks}
-    if len(beyond_defaults) > 1:
-        raise ValueError(f"These runs changed different parameters and cannot be merged: {sorted(beyond_defaults)}.")
+    passed = {json.dumps(run.get("params", {}), sort_keys=True) for run in with_networks}
+    if len(passed) > 1:
+        fits = [fit for run in with_networks for fit in run["fits"]]
+        by_model = {}
+        for fit in fits:
+            by_model.setdefault(fit["model"], set()).add(json.dumps(fit.get("settings"), sort_keys=True))
+        if any("settings" not in fit for fit in fits) or any(len(found) > 1 for found in by_model.values()):
+            raise ValueError(f"These runs changed different parameters and cannot be merged: {sorted(passed)}.")
     return {key: value for run in with_networks for key, value in run.get("params", {}).items()}
 
 
@@ -243,6 +255,14 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
                 and (part.model == "reference").any()):
             lines.append("")
             continue  # the comparisons below are for the default recoverer, against the peers
+        seeds = {label: sorted(int(seed) for seed in rows.seed.unique()) for label, rows in
+                 (("the shipped model", part[(part.model == SHIPPED) & (part.recoverer == "knn")]),
+                  ("the paper's training", part[part.model == PAPER_TRAINING]),
+                  ("the peers", part[part.model == "peer"]), ("the specialists", part[part.model == "reference"]))}
+        if len({json.dumps(found) for found in seeds.values() if found}) > 1:
+            lines += ["", "Comparisons left out: the models cover different seeds ("
+                      + "; ".join(f"{label} {found}" for label, found in seeds.items() if found) + ").", ""]
+            continue
         top = rates[-1]
         at_top = part[part.rate == top].groupby(["model", "recoverer", "method"]).accuracy.mean()
         dymo = at_top[(SHIPPED, "knn", "dymo")]

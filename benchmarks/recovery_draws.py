@@ -43,6 +43,10 @@ def neighbour_draws(recoverer, arrays, n_draws, batch_size=512):
     fitted :class:`KNNRecoverer`, averages over), observed entries untouched."""
     if not isinstance(recoverer, KNNRecoverer):
         raise TypeError(f"neighbour draws need a fitted KNNRecoverer, not {type(recoverer).__name__}")
+    if not recoverer.valid_features_.all():
+        raise ValueError("neighbour draws need training data that observes every feature at least once")
+    if any(len(donors) < n_draws for donors, _ in recoverer.donor_groups_):
+        raise ValueError(f"{n_draws} draws need at least {n_draws} training rows observing each feature")
     matrix = _flatten(arrays).astype(np.float64)
     fit_X = torch.as_tensor(recoverer.fit_X_, dtype=torch.float64)
     missing = np.isnan(matrix)
@@ -55,8 +59,10 @@ def neighbour_draws(recoverer, arrays, n_draws, batch_size=512):
             receiving = missing[batch][:, features].any(axis=1)
             if not receiving.any():
                 continue
-            nearest = torch.topk(distances[torch.as_tensor(receiving)][:, torch.as_tensor(donors)], n_draws,
-                                 largest=False).indices.numpy()
+            found = torch.topk(distances[torch.as_tensor(receiving)][:, torch.as_tensor(donors)], n_draws, largest=False)
+            if not torch.isfinite(found.values).all():  # KNNRecoverer would fall back to the feature mean
+                raise ValueError(f"a row shares no observed feature with {n_draws} training rows that can fill it")
+            nearest = found.indices.numpy()
             cells = np.ix_(batch[receiving], features)
             for k, draw in enumerate(draws):
                 block = draw[cells]
