@@ -98,15 +98,16 @@ def rule_probabilities(model, arrays, n_draws):
 def run_seed(dataset, seed, quick):
     X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
     model = shipped(None, seed, quick).fit(X_train, y_train)
+    n_draws = 5 if quick else N_DRAWS  # a smoke run still draws the recoverer's five neighbours
     rows = []
     for i, rate in enumerate(rates):
         X_missing = apply_missing(X_test, rate, random_state=1000 * seed + i)  # the dilemma run's
-        found = rule_probabilities(model, model._validated(X_missing), 5 if quick else N_DRAWS)
+        found = rule_probabilities(model, model._validated(X_missing), n_draws)
         for rule, selection in ((NONE, "none"), (ALL, "all"), (DYMO, "dymo")):  # as the estimator predicts
             if not np.array_equal(model.classes_[found[rule].argmax(1)], model.set_params(selection=selection).predict(X_missing)):
                 raise AssertionError(f"{dataset} seed {seed} η={rate}: {rule!r} differs from predict")
         rows += [{"dataset": dataset, "seed": seed, "quick": quick, "threads": torch.get_num_threads(),
-                  "n_draws": 5 if quick else N_DRAWS, "rate": float(rate), "rule": rule,
+                  "n_draws": n_draws, "rate": float(rate), "rule": rule,
                   "accuracy": float(np.mean(model.classes_[probabilities_.argmax(1)] == y_test))}
                  for rule, probabilities_ in found.items()]
     print(f"[{dataset}] seed {seed} done", flush=True)
