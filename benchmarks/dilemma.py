@@ -15,6 +15,8 @@ observed modalities: what a recovered modality cannot add information beyond).
     python -m benchmarks.dilemma --datasets polymnist_fashion --seeds 1 --recoverers knn --parts networks \
         --device cuda --name dilemma_fashion_networks_1  # one part of a run, here the networks on a GPU;
                                                       # merge the parts' JSON with --report-from
+    python -m benchmarks.dilemma --datasets polymnist_fashion --seeds 0 --recoverers simple --parts shipped \
+        --name dilemma_fashion_simple_0               # another recoverer for a run that has the rest
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -47,6 +50,7 @@ SHIPPED = "shipped"
 PAPER_TRAINING = "recovery_aware=False"
 SPECIALISTS = "pattern specialists (LogReg)"
 PARTS = ("networks", "peers")
+SHIPPED_ONLY = "shipped"  # a part naming only the shipped networks: more recoverers for a run that has the rest
 PER_FIT = ("random_state", "device", "recoverer", "selection")  # set by the run, or changed after the fit
 
 
@@ -90,7 +94,8 @@ def _recoverers(dataset, quick, seed):
 def run_seed(dataset, seed, quick, only_recoverers=None, params=None, device="cpu", parts=PARTS):
     """Every model of one (data set, seed); ``params`` changes DyMoClassifier's defaults in both
     the shipped model and the paper's training, as a new default would. ``device`` is where the
-    networks run; ``parts`` chooses the networks, the peers and specialists, or both."""
+    networks run; ``parts`` chooses the networks, the peers and specialists, or both; ``"shipped"``
+    names the shipped networks without the paper's training."""
     params = params or {}
     started = time.perf_counter()
     X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
@@ -104,34 +109,36 @@ def run_seed(dataset, seed, quick, only_recoverers=None, params=None, device="cp
         start = time.perf_counter()
         model.set_params(device=device).fit(X_train, y_train)
         fits.append(dict(dataset=dataset, seed=seed, model=label, recoverer=recoverer, device=device,
-                         fit_s=time.perf_counter() - start, n_epochs=len(model.net_.history),
+                         threads=torch.get_num_threads(), fit_s=time.perf_counter() - start, n_epochs=len(model.net_.history),
                          params={key: model.get_params()[key] for key in params}, settings=_settings(model)))
         return model
 
-    if "networks" in parts:
+    if "networks" in parts or SHIPPED_ONLY in parts:
         _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_test, timed_fit,
-                  lambda **row: add(device=device, **row))
+                  lambda **row: add(device=device, **row), paper="networks" in parts)
     if "peers" in parts:
         _peers(dataset, seed, quick, X_train, y_train, tests, y_test, add)
     print(f"[{dataset}] seed {seed}: {time.perf_counter() - started:.0f}s", flush=True)
     return records, fits
 
 
-def _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_test, timed_fit, add):
-    """The paper's training and the shipped model with every recoverer."""
+def _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_test, timed_fit, add, paper=True):
+    """The paper's training (unless ``paper`` is False) and the shipped model with every recoverer."""
     # The paper's training does not depend on the recoverer (complete training data): fit once, swap it.
-    paper = timed_fit(shipped(None, seed, quick, **{**params, "recovery_aware": False}), PAPER_TRAINING,
-                      "default (knn)")
+    if paper:
+        paper = timed_fit(shipped(None, seed, quick, **{**params, "recovery_aware": False}), PAPER_TRAINING,
+                          "default (knn)")
     for name, recoverer in _recoverers(dataset, quick, seed).items():
         if only_recoverers and name not in only_recoverers:
             continue
         multimodal = getattr(recoverer, "accepts_multimodal_input", False)
-        if multimodal:  # CachedRecovery flattens its input: swap without the cache
-            swapped = copy.copy(paper)
-            swapped.recoverer, swapped.recoverer_ = recoverer, fit_recoverer(recoverer, X_train)
-        else:
-            swapped = with_recoverer(paper, recoverer, X_train)
-        evaluate(swapped, tests, y_test, add, PAPER_TRAINING, name)
+        if paper:
+            if multimodal:  # CachedRecovery flattens its input: swap without the cache
+                swapped = copy.copy(paper)
+                swapped.recoverer, swapped.recoverer_ = recoverer, fit_recoverer(recoverer, X_train)
+            else:
+                swapped = with_recoverer(paper, recoverer, X_train)
+            evaluate(swapped, tests, y_test, add, PAPER_TRAINING, name)
         # Shipped: recovery-aware training depends on the recoverer. "knn" is the default recoverer.
         model = timed_fit(shipped(None if name == "knn" else clone(recoverer), seed, quick, **params), SHIPPED, name)
         if not multimodal:
@@ -153,8 +160,6 @@ def _peers(dataset, seed, quick, X_train, y_train, tests, y_test, add):
 
 
 def _task(args):
-    import torch
-
     *task, threads = args
     torch.set_num_threads(threads)
     return run_seed(*task)
@@ -211,6 +216,30 @@ def _first_fits(runs):
     return fits
 
 
+def _in_page_order(groups):
+    """The networks by recoverer in the order of ``_recoverers`` (the paper's training before the shipped
+    model), then the peers and the specialists: merged runs that add a recoverer keep one order."""
+    order = {name: rank for rank, name in enumerate(("simple", "knn", "iterative", "mvae"))}
+
+    def rank(item):
+        (model, recoverer, _), _rows = item
+        if model not in (SHIPPED, PAPER_TRAINING):
+            return (1, 0)
+        return (0, order.get(recoverer, len(order)))
+    return sorted(groups, key=rank)  # stable: the run's own order within a rank
+
+
+def _seeds_by_row(part):
+    """A sentence naming each network row's seeds where rows cover different seeds ([] otherwise)."""
+    networks = part[part.model.isin([SHIPPED, PAPER_TRAINING])]
+    seeds = networks.groupby(["model", "recoverer"], sort=False).seed.unique()
+    if len({tuple(sorted(found)) for found in seeds}) <= 1:
+        return []
+    listed = "; ".join(f"{model} with {recoverer}: {sorted(int(seed) for seed in found)}"
+                       for (model, recoverer), found in seeds.items())
+    return ["", f"The rows cover different seeds, each mean ± sd and safety figure over its own ({listed})."]
+
+
 def _mean_sd(values):
     return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
 
@@ -235,7 +264,7 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
         rates = sorted(part.rate.unique())
         header = "| model | recoverer | method | " + " | ".join(f"η={r:.2f}" for r in rates) + " |"
         lines += [f"## {dataset}", "", header, "|" + "---|" * (3 + len(rates))]
-        for (model, recoverer, method), rows in part.groupby(["model", "recoverer", "method"], sort=False):
+        for (model, recoverer, method), rows in _in_page_order(part.groupby(["model", "recoverer", "method"], sort=False)):
             cells = [_mean_sd(rows[rows.rate == r].accuracy) for r in rates]
             lines.append(f"| {model} | {recoverer} | {method} | " + " | ".join(cells) + " |")
         if not (part.model == SHIPPED).any():  # a run of the peers only
@@ -248,9 +277,13 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
             cells = []
             for recoverer in sorted(part[part.model == SHIPPED].recoverer.unique()):
                 sub = part[(part.model == model) & (part.recoverer == recoverer)]
+                if sub.empty:  # a run of the shipped networks only (--parts shipped)
+                    cells.append("—")
+                    continue
                 mean = sub.groupby(["rate", "method"]).accuracy.mean().unstack()
                 cells.append(f"{100 * (mean['dymo'] - mean['none']).min():+.1f}")
             lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        lines += _seeds_by_row(part)
         if not (((part.model == SHIPPED) & (part.recoverer == "knn")).any() and (part.model == "peer").any()
                 and (part.model == "reference").any()):
             lines.append("")
@@ -291,17 +324,23 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
         return "\n".join(lines) + "\n"
     fit_frame = pd.DataFrame(fits)
     fit_frame["device"] = fit_frame["device"].fillna("cpu") if "device" in fit_frame else "cpu"
+    # Fits from before threads were recorded ran with the thread count the report is given.
+    fit_frame["threads"] = fit_frame["threads"].fillna(threads).astype(int) if "threads" in fit_frame else threads
     off_cpu = (fit_frame.device != "cpu").any()  # a device column only where some fit ran elsewhere
-    fit_frame = fit_frame.groupby(["dataset", "model", "recoverer", "device"]).agg(
+    mixed = fit_frame.threads.nunique() > 1  # a threads column only where fits used different counts
+    fit_frame = fit_frame.groupby(["dataset", "model", "recoverer", "device", "threads"]).agg(
         fit_s=("fit_s", "mean"), n_epochs=("n_epochs", "mean"), n_fits=("fit_s", "size"))
-    lines += [f"## Fit time ({threads} torch thread(s) per fit, mean over seeds)", "",
+    per_fit = "" if mixed else f"{int(fit_frame.index.get_level_values('threads')[0])} torch thread(s) per fit, "
+    lines += [f"## Fit time ({per_fit}mean over seeds)", "",
               "The paper's training is fitted once per seed and run (with the default recoverer) and shares its "
               "network across recoverers; the shipped model is fitted per recoverer, its time including the "
               "recoverer's cross-fitted and final fits.", "",
-              "| data set | model | recoverer | " + ("device | " if off_cpu else "") + "fit (s) | epochs | fits |",
-              "|---|---|---|" + ("---|" if off_cpu else "") + "---|---|---|"]
-    lines += [f"| {d} | {m} | {r} | " + (f"{device} | " if off_cpu else "")
-              + f"{row.fit_s:.1f} | {row.n_epochs:.1f} | {row.n_fits} |" for (d, m, r, device), row in fit_frame.iterrows()]
+              "| data set | model | recoverer | " + ("device | " if off_cpu else "") + ("threads | " if mixed else "")
+              + "fit (s) | epochs | fits |",
+              "|---|---|---|" + ("---|" if off_cpu else "") + ("---|" if mixed else "") + "---|---|---|"]
+    lines += [f"| {d} | {m} | {r} | " + (f"{device} | " if off_cpu else "") + (f"{n_threads} | " if mixed else "")
+              + f"{row.fit_s:.1f} | {row.n_epochs:.1f} | {row.n_fits} |"
+              for (d, m, r, device, n_threads), row in fit_frame.iterrows()]
     return "\n".join(lines) + "\n"
 
 
@@ -337,8 +376,9 @@ def main(argv=None):
     parser.add_argument("--recoverers", nargs="+", default=None, help="default: every one of the data set")
     parser.add_argument("--name", default=None, help="output name (default: dilemma, or dilemma_quick)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where the networks run")
-    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS,
-                        help="networks, peers (the simple pipelines and the pattern specialists), or both")
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=(*PARTS, SHIPPED_ONLY),
+                        help="networks, peers (the simple pipelines and the pattern specialists), or both; "
+                             "shipped: only the shipped networks (no paper's training)")
     parser.add_argument("--params", type=json.loads, default={},
                         help="JSON of DyMoClassifier parameters that replace its defaults (a candidate default)")
     parser.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
