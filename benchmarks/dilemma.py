@@ -109,7 +109,8 @@ def run_seed(dataset, seed, quick, only_recoverers=None, params=None, device="cp
         start = time.perf_counter()
         model.set_params(device=device).fit(X_train, y_train)
         fits.append(dict(dataset=dataset, seed=seed, model=label, recoverer=recoverer, device=device,
-                         threads=torch.get_num_threads(), fit_s=time.perf_counter() - start, n_epochs=len(model.net_.history),
+                         threads=torch.get_num_threads(), fit_s=time.perf_counter() - start,
+                         n_epochs=len(model.net_.history),
                          params={key: model.get_params()[key] for key in params}, settings=_settings(model)))
         return model
 
@@ -264,7 +265,8 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
         rates = sorted(part.rate.unique())
         header = "| model | recoverer | method | " + " | ".join(f"η={r:.2f}" for r in rates) + " |"
         lines += [f"## {dataset}", "", header, "|" + "---|" * (3 + len(rates))]
-        for (model, recoverer, method), rows in _in_page_order(part.groupby(["model", "recoverer", "method"], sort=False)):
+        groups = _in_page_order(part.groupby(["model", "recoverer", "method"], sort=False))
+        for (model, recoverer, method), rows in groups:
             cells = [_mean_sd(rows[rows.rate == r].accuracy) for r in rates]
             lines.append(f"| {model} | {recoverer} | {method} | " + " | ".join(cells) + " |")
         if not (part.model == SHIPPED).any():  # a run of the peers only
