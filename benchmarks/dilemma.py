@@ -116,24 +116,26 @@ def run_seed(dataset, seed, quick, only_recoverers=None, params=None, device="cp
 
     if "networks" in parts or SHIPPED_ONLY in parts:
         _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_test, timed_fit,
-                  lambda **row: add(device=device, **row), paper="networks" in parts)
+                  lambda **row: add(device=device, **row), with_paper="networks" in parts)
     if "peers" in parts:
         _peers(dataset, seed, quick, X_train, y_train, tests, y_test, add)
     print(f"[{dataset}] seed {seed}: {time.perf_counter() - started:.0f}s", flush=True)
     return records, fits
 
 
-def _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_test, timed_fit, add, paper=True):
-    """The paper's training (unless ``paper`` is False) and the shipped model with every recoverer."""
+def _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_test, timed_fit, add,
+              with_paper=True):
+    """The paper's training (unless ``with_paper`` is False) and the shipped model with every recoverer."""
     # The paper's training does not depend on the recoverer (complete training data): fit once, swap it.
-    if paper:
+    paper = None
+    if with_paper:
         paper = timed_fit(shipped(None, seed, quick, **{**params, "recovery_aware": False}), PAPER_TRAINING,
                           "default (knn)")
     for name, recoverer in _recoverers(dataset, quick, seed).items():
         if only_recoverers and name not in only_recoverers:
             continue
         multimodal = getattr(recoverer, "accepts_multimodal_input", False)
-        if paper:
+        if paper is not None:
             if multimodal:  # CachedRecovery flattens its input: swap without the cache
                 swapped = copy.copy(paper)
                 swapped.recoverer, swapped.recoverer_ = recoverer, fit_recoverer(recoverer, X_train)
