@@ -243,13 +243,29 @@ def _seeds_by_row(part):
     return ["", f"The rows cover different seeds, each mean ± sd and safety figure over its own ({listed})."]
 
 
+ROW_KEY = ["dataset", "seed", "model", "recoverer", "rate", "method"]
+
+
+def _one_row_each(records):
+    """The records as a frame, one row per :data:`ROW_KEY`. Runs merged with --report-from repeat
+    the peers and specialists of a seed, which must agree; two runs that disagree on a figure (a
+    network fitted twice, on two devices or two machines) cannot both stand on the page."""
+    frame = pd.DataFrame(records)
+    spread = frame.groupby(ROW_KEY, sort=False).accuracy.agg(lambda found: found.max() - found.min())
+    if (spread > 0).any():
+        dataset, seed, model, recoverer, rate, method = spread[spread > 0].index[0]
+        raise ValueError(f"The merged runs disagree on {dataset}, seed {seed}, {model} with {recoverer}, "
+                         f"{method} at η={rate:.2f} ({(spread > 0).sum()} figure(s) in all): merge one run per "
+                         "seed and model.")
+    return frame.drop_duplicates(ROW_KEY)
+
+
 def _mean_sd(values):
     return f"{100 * np.mean(values):.1f} ± {100 * np.std(values):.1f}"
 
 
 def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
-    # Runs merged with --report-from repeat the peers and specialists of a seed: keep one.
-    frame = pd.DataFrame(records).drop_duplicates(["dataset", "seed", "model", "recoverer", "rate", "method"])
+    frame = _one_row_each(records)
     frame["device"] = frame["device"].fillna("cpu") if "device" in frame else "cpu"  # records before --device
     devices = frame[frame.model.isin([SHIPPED, PAPER_TRAINING])].groupby("device").seed.unique()
     lines = ["# The dilemma: DyMoClassifier as shipped, every recoverer, against the simple pipelines", "",
