@@ -37,10 +37,12 @@ NONE, ALL, DYMO, ALL_DRAWS, DYMO_DRAWS, NONE_AND_DRAWS = RULES = (
     "none and all over the draws, half each")
 
 
-def neighbour_draws(recoverer, arrays, n_draws, batch_size=512):
+def neighbour_draws(recoverer, arrays, n_draws):
     """``n_draws`` recovered copies of ``arrays``: in copy k every missing entry takes the value
     of the k-th nearest training row among those that observe it (the rows ``recoverer``, a
-    fitted :class:`KNNRecoverer`, averages over), observed entries untouched."""
+    fitted :class:`KNNRecoverer`, averages over), observed entries untouched. Distances are
+    computed in the recoverer's own batches and precision, so that nearly tied neighbours rank
+    as they do when it recovers."""
     if not isinstance(recoverer, KNNRecoverer):
         raise TypeError(f"neighbour draws need a fitted KNNRecoverer, not {type(recoverer).__name__}")
     if not recoverer.valid_features_.all():
@@ -48,13 +50,14 @@ def neighbour_draws(recoverer, arrays, n_draws, batch_size=512):
     if any(len(donors) < n_draws for donors, _ in recoverer.donor_groups_):
         raise ValueError(f"{n_draws} draws need at least {n_draws} training rows observing each feature")
     matrix = _flatten(arrays).astype(np.float64)
-    fit_X = torch.as_tensor(recoverer.fit_X_, dtype=torch.float64)
+    dtype = torch.float64 if recoverer.dtype == "float64" else torch.float32
+    fit_X = torch.as_tensor(recoverer.fit_X_, dtype=dtype)
     missing = np.isnan(matrix)
     draws = [matrix.copy() for _ in range(n_draws)]
     needing = np.flatnonzero(missing.any(axis=1))
-    for start in range(0, len(needing), batch_size):
-        batch = needing[start:start + batch_size]
-        distances = nan_euclidean_distances(torch.as_tensor(matrix[batch]), fit_X)
+    for start in range(0, len(needing), recoverer.batch_size):
+        batch = needing[start:start + recoverer.batch_size]
+        distances = nan_euclidean_distances(torch.as_tensor(matrix[batch], dtype=dtype), fit_X)
         for donors, features in recoverer.donor_groups_:
             receiving = missing[batch][:, features].any(axis=1)
             if not receiving.any():
