@@ -214,10 +214,12 @@ def rule_table(part, rules, reference):
     return lines
 
 
-def write_report(name, quick, records, report, argv, stem=None):
+def write_report(name, quick, records, report, argv, stem=None, merged=False):
     """Write ``<stem>.json`` (the records) and ``<stem>.md`` (``report(records, command)``) into
     :func:`output_folder`, and print the page; ``argv`` gives the command line it names and
-    ``stem`` defaults to ``name`` (``<name>_quick`` for a smoke run)."""
+    ``stem`` defaults to ``name`` (``<name>_quick`` for a smoke run). A new run's records are
+    written first, kept even if its page fails; ``merged`` records (``--report-from``) only once
+    their page renders, so that a refused merge overwrites nothing."""
     import json
     import shlex
     import sys
@@ -225,8 +227,11 @@ def write_report(name, quick, records, report, argv, stem=None):
     command = f"python -m benchmarks.{name} " + shlex.join(argv if argv is not None else sys.argv[1:])
     folder = output_folder(quick)
     stem = stem or (f"{name}_quick" if quick else name)
-    (folder / f"{stem}.json").write_text(json.dumps(records, indent=1))
+    if not merged:
+        (folder / f"{stem}.json").write_text(json.dumps(records, indent=1))
     markdown = report(records, command.strip())
+    if merged:
+        (folder / f"{stem}.json").write_text(json.dumps(records, indent=1))
     (folder / f"{stem}.md").write_text(markdown)
     print(markdown)
 
@@ -271,7 +276,7 @@ def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0
     torch.set_num_threads(args.threads)
     if args.report_from:
         records = [row for path in args.report_from for row in json.loads(Path(path).read_text())]
-        write_report(name, args.quick, records, report, argv, stem=args.name)
+        write_report(name, args.quick, records, report, argv, stem=args.name, merged=True)
         return
     chosen = args.seeds if args.seeds is not None else ([0] if args.quick else list(seeds))
     if datasets:

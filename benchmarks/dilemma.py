@@ -247,7 +247,7 @@ def _seeds_by_row(part):
 ROW_KEY = ["dataset", "seed", "model", "recoverer", "rate", "method"]
 
 
-def _one_row_each(records):
+def one_row_each(records):
     """The records as a frame, one row per :data:`ROW_KEY`. Runs merged with --report-from repeat
     the peers and specialists of a seed, which must agree; two runs that disagree on a figure (a
     network fitted twice, on two devices or two machines) cannot both stand on the page."""
@@ -272,7 +272,7 @@ def _mean_sd(values):
 
 
 def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
-    frame = _one_row_each(records)
+    frame = one_row_each(records)
     frame["device"] = frame["device"].fillna("cpu") if "device" in frame else "cpu"  # records before --device
     devices = frame[frame.model.isin([SHIPPED, PAPER_TRAINING])].groupby("device").seed.unique()
     lines = ["# The dilemma: DyMoClassifier as shipped, every recoverer, against the simple pipelines", "",
@@ -385,11 +385,17 @@ def _devices_sentence(devices):
             "floating-point sums run in another order), so the seeds differ by more than their split.")
 
 
-def _write_run(name, quick, run, command, threads):
-    """``<name>.json`` (records, fits, params) and its page ``<name>.md``."""
+def _write_run(name, quick, run, command, threads, merged=False):
+    """``<name>.json`` (records, fits, params) and its page ``<name>.md``. A new run's records are
+    written first, kept even if its page fails; ``merged`` runs are written only once their page
+    renders, so that a refused merge leaves the files it would overwrite as they were."""
     folder = output_folder(quick)
-    (folder / f"{name}.json").write_text(json.dumps(run, separators=(",", ":")))
-    (folder / f"{name}.md").write_text(report(run["records"], run["fits"], command, threads, run["params"]))
+    if not merged:
+        (folder / f"{name}.json").write_text(json.dumps(run, separators=(",", ":")))
+    page = report(run["records"], run["fits"], command, threads, run["params"])
+    if merged:
+        (folder / f"{name}.json").write_text(json.dumps(run, separators=(",", ":")))
+    (folder / f"{name}.md").write_text(page)
     print(f"wrote {folder / name}.md")
 
 
@@ -418,7 +424,7 @@ def main(argv=None):
         fits = _first_fits(runs)
         params = _run_params(runs)
         _write_run(args.name or "dilemma", args.quick, dict(records=records, fits=fits, params=params),
-                   ["--report-from", *args.report_from], args.threads)
+                   ["--report-from", *args.report_from], args.threads, merged=True)
         return
     seeds = args.seeds or ((0,) if args.quick else (0, 1, 2))
     tasks = [(dataset, seed, args.quick, args.recoverers, args.params, args.device, tuple(args.parts), args.threads)

@@ -41,8 +41,8 @@ def neighbour_draws(recoverer, arrays, n_draws):
     """``n_draws`` recovered copies of ``arrays``: in copy k every missing entry takes the value
     of the k-th nearest training row among those that observe it (the rows ``recoverer``, a
     fitted :class:`KNNRecoverer`, averages over), observed entries untouched. Distances are
-    computed in the recoverer's own batches and precision, so that nearly tied neighbours rank
-    as they do when it recovers."""
+    computed on the CPU in the recoverer's own batches and precision, so that nearly tied
+    neighbours rank as they do when it recovers on the CPU (exactly tied ones may not)."""
     if not isinstance(recoverer, KNNRecoverer):
         raise TypeError(f"neighbour draws need a fitted KNNRecoverer, not {type(recoverer).__name__}")
     if not recoverer.valid_features_.all():
