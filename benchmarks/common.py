@@ -214,12 +214,24 @@ def rule_table(part, rules, reference):
     return lines
 
 
+def write_run_files(folder, stem, records_json, render, merged):
+    """``<stem>.json`` (the records, as JSON text) and ``<stem>.md`` (``render()``) in ``folder``;
+    returns the page. A new run's records are written first, kept even if its page fails;
+    ``merged`` records (``--report-from``) only once their page renders, so that a refused merge
+    overwrites nothing."""
+    if not merged:
+        (folder / f"{stem}.json").write_text(records_json)
+    page = render()
+    if merged:
+        (folder / f"{stem}.json").write_text(records_json)
+    (folder / f"{stem}.md").write_text(page)
+    return page
+
+
 def write_report(name, quick, records, report, argv, stem=None, merged=False):
     """Write ``<stem>.json`` (the records) and ``<stem>.md`` (``report(records, command)``) into
-    :func:`output_folder`, and print the page; ``argv`` gives the command line it names and
-    ``stem`` defaults to ``name`` (``<name>_quick`` for a smoke run). A new run's records are
-    written first, kept even if its page fails; ``merged`` records (``--report-from``) only once
-    their page renders, so that a refused merge overwrites nothing."""
+    :func:`output_folder` with :func:`write_run_files`, and print the page; ``argv`` gives the
+    command line it names and ``stem`` defaults to ``name`` (``<name>_quick`` for a smoke run)."""
     import json
     import shlex
     import sys
@@ -227,13 +239,8 @@ def write_report(name, quick, records, report, argv, stem=None, merged=False):
     command = f"python -m benchmarks.{name} " + shlex.join(argv if argv is not None else sys.argv[1:])
     folder = output_folder(quick)
     stem = stem or (f"{name}_quick" if quick else name)
-    if not merged:
-        (folder / f"{stem}.json").write_text(json.dumps(records, indent=1))
-    markdown = report(records, command.strip())
-    if merged:
-        (folder / f"{stem}.json").write_text(json.dumps(records, indent=1))
-    (folder / f"{stem}.md").write_text(markdown)
-    print(markdown)
+    print(write_run_files(folder, stem, json.dumps(records, indent=1), lambda: report(records, command.strip()),
+                          merged))
 
 
 def output_folder(quick):

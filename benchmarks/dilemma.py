@@ -42,7 +42,7 @@ from dymo_sklearn.datasets import apply_missing
 from dymo_sklearn.recovery import MultimodalVAERecoverer, fit_recoverer
 
 from .accuracy import baselines, flat
-from .common import CachedRecovery, load_split, output_folder, recoverers, with_recoverer
+from .common import CachedRecovery, load_split, output_folder, recoverers, write_run_files, with_recoverer
 
 DATASETS = ("polymnist_digits", "polymnist_mnist", "breast_cancer")
 MODES = ("none", "all", "simultaneous", "iterative", "dymo")
@@ -386,16 +386,10 @@ def _devices_sentence(devices):
 
 
 def _write_run(name, quick, run, command, threads, merged=False):
-    """``<name>.json`` (records, fits, params) and its page ``<name>.md``. A new run's records are
-    written first, kept even if its page fails; ``merged`` runs are written only once their page
-    renders, so that a refused merge leaves the files it would overwrite as they were."""
+    """``<name>.json`` (records, fits, params) and its page ``<name>.md``, by :func:`write_run_files`."""
     folder = output_folder(quick)
-    if not merged:
-        (folder / f"{name}.json").write_text(json.dumps(run, separators=(",", ":")))
-    page = report(run["records"], run["fits"], command, threads, run["params"])
-    if merged:
-        (folder / f"{name}.json").write_text(json.dumps(run, separators=(",", ":")))
-    (folder / f"{name}.md").write_text(page)
+    write_run_files(folder, name, json.dumps(run, separators=(",", ":")),
+                    lambda: report(run["records"], run["fits"], command, threads, run["params"]), merged)
     print(f"wrote {folder / name}.md")
 
 

@@ -40,12 +40,13 @@ from sklearn.svm import SVC
 from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing
 
-from .accuracy import flat
+from .accuracy import baselines, flat
 from .common import benchmark_main, load_split, params_label
 from .dilemma import DATASETS, SHIPPED, one_row_each
 
 KINDS = ("LogReg", "SVC (RBF)", "network")
-GOAL_RIVALS = ("none", "all", "KNNImputer + LogReg", "IterativeImputer + LogReg", "HGB (native NaN)")
+# DyMo's own none/all and the dilemma's simple pipelines (breast cancer runs every one).
+GOAL_RIVALS = ("none", "all", *baselines("breast_cancer", False, 0))
 
 
 def specialist(kind, seed, quick, network_params):
@@ -194,10 +195,9 @@ def trained_as(network_params, path=Path("docs/training_length.json")):
 
 def report(records, command):
     network_params = records[0].get("network_params") or {}
-    # A smoke run has other splits; a run trained otherwise has no peers beside it.
-    figures = {} if any(r["quick"] for r in records) or network_params else dilemma_figures()
-    dymo = trained_as(network_params) if network_params and not any(r["quick"] for r in records) else \
-        dilemma_dymo(figures)
+    quick = any(r["quick"] for r in records)  # a smoke run has other splits
+    figures = {} if quick or network_params else dilemma_figures()  # a run trained otherwise has no peers
+    dymo = {} if quick else trained_as(network_params) if network_params else dilemma_dymo(figures)
     trained = f" with `{params_label(network_params)}`" if network_params else ""
     outdated = outdated_settings(records)
     fitted_as = (f" (fitted with `{params_label(outdated)}`, the default when they ran)" if outdated else "")
