@@ -20,14 +20,13 @@ from sklearn.utils._param_validation import Interval, StrOptions, validate_param
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
-from skorch.dataset import Dataset, ValidSplit
-from skorch.helper import predefined_split
+from skorch.dataset import ValidSplit
 from tqdm.auto import tqdm
 
 from ._categorical import encode_categories, fit_categories, has_categories
 from ._devices import resolve_device
 from ._random import fit_seed
-from ._training import EARLY_STOPPING_MONITORS, SAMPLE_WEIGHT, is_terminal
+from ._training import SAMPLE_WEIGHT, is_terminal
 from ._input import (
     check_some_modality_observed,
     observed_modalities,
@@ -36,7 +35,6 @@ from ._input import (
 )
 from ._prototypes import MAX_MODALITIES
 from .nn.encoders import encoder_kind
-from .nn.network import HIDDEN, RECOVERED
 from .nn.standardize import input_statistics
 
 AUTO_EARLY_STOPPING_MIN_SAMPLES = 500
@@ -57,7 +55,6 @@ SHARED_PARAMETER_CONSTRAINTS = {
     "early_stopping": ["boolean", StrOptions({"auto"})],
     "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     "patience": [Interval(Integral, 1, None, closed="left")],
-    "early_stopping_monitor": [StrOptions(set(EARLY_STOPPING_MONITORS))],
     "predict_batch_size": [Interval(Integral, 1, None, closed="left")],
     "device": [StrOptions({"auto", "cpu", "cuda"})],
     "class_weight": [dict, StrOptions({"balanced"}), None],
@@ -94,16 +91,15 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
     """Base of DyMoClassifier and MARSClassifier; not meant to be used directly.
 
     Subclasses implement :meth:`_build_net` and :meth:`_predict_batch`, and may override
-    :meth:`_held_out_rows`, :meth:`_prepare_fit`, :meth:`_after_fit`, :meth:`_check_predict_params`
-    and :meth:`_prediction_context`. What :meth:`save` stores besides the network is declared by
-    ``_saved_arrays``, ``_saved_scalars`` and ``_saved_estimator``.
+    :meth:`_prepare_fit`, :meth:`_after_fit`, :meth:`_check_predict_params` and
+    :meth:`_prediction_context`. What :meth:`save` stores besides the network is declared by
+    ``_saved_arrays`` and ``_saved_estimator``; ``_reserved_prefixes`` names the prefixes of the
+    extra training inputs a subclass's network reads, which modality names must not take.
     """
 
     _saved_arrays = ()
-    _saved_scalars = ()
-    # Parameters that files saved before they existed lack; such files hold another network.
-    _refit_unless_saved = ()
     _saved_estimator = None
+    _reserved_prefixes = ()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -186,10 +182,11 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         if len(arrays) > MAX_MODALITIES:
             raise ValueError(f"At most {MAX_MODALITIES} modalities are supported, got {len(arrays)}.")
         names = list(arrays)
-        reserved = [name for name in names if name == SAMPLE_WEIGHT or name.startswith((HIDDEN, RECOVERED))]
+        prefixes = tuple(self._reserved_prefixes)
+        reserved = [name for name in names if name == SAMPLE_WEIGHT or name.startswith(prefixes)]
         if reserved:
-            raise ValueError(f"Modality names {reserved} are reserved for training inputs ('{SAMPLE_WEIGHT}', "
-                             f"'{HIDDEN}...', '{RECOVERED}...'); rename them.")
+            taken = ", ".join([f"'{SAMPLE_WEIGHT}'", *(f"'{prefix}...'" for prefix in prefixes)])
+            raise ValueError(f"Modality names {reserved} are reserved for training inputs ({taken}); rename them.")
         present, _ = observed_modalities(arrays)
         check_some_modality_observed(present, names)
         never = [name for name, seen in zip(names, present.any(axis=0)) if not seen]
@@ -243,16 +240,14 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             arrays, present, y_encoded, specs = self._start_fit(X, y)
             weights = self._sample_weights(y_encoded, sample_weight)
             seed = fit_seed(self.random_state)
-            fit_rows, held_out_rows = self._held_out_rows(y_encoded, seed)
-            fit_arrays = {name: array[fit_rows] for name, array in arrays.items()}
-            network_inputs = self._prepare_fit(fit_arrays, seed)
+            network_inputs = self._prepare_fit(arrays, seed)
             if weights is not None:
-                network_inputs = {**network_inputs, SAMPLE_WEIGHT: weights[fit_rows]}
-            train_split = self._train_split(arrays, y_encoded, fit_rows, held_out_rows, seed, weights)
+                network_inputs = {**network_inputs, SAMPLE_WEIGHT: weights}
+            train_split = self._train_split(y_encoded, seed)
             self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed,
-                                        self._input_scaling(fit_arrays, specs))
-            self.net_.fit(network_inputs, y_encoded[fit_rows])
-            self._after_fit(arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights)
+                                        self._input_scaling(arrays, specs))
+            self.net_.fit(network_inputs, y_encoded)
+            self._after_fit(arrays, present, y_encoded, seed, weights)
         except BaseException:
             # A failed (re)fit leaves the estimator unfitted, never half old and half new.
             for name in [name for name in vars(self) if name.endswith("_") and not name.startswith("__")]:
@@ -290,34 +285,18 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("sample_weight (times class_weight) must be finite and sum to a finite number.")
         return (weights / weights.mean()).astype(np.float32)
 
-    # Parameters added after the first saved format, with the value that reproduces older files.
-    _parameters_added_later = {}
-
-    def __setstate__(self, state):
-        # An estimator pickled before a parameter existed behaves as that parameter's old value.
-        super().__setstate__({**self._parameters_added_later, **state})
-
-    def _held_out_rows(self, y_encoded, seed):
-        """(rows to train on, rows held out for an after-fit step or None): all rows by default."""
-        return np.arange(len(y_encoded)), None
-
-    def _prepare_fit(self, fit_arrays, seed):
+    def _prepare_fit(self, arrays, seed):
         """Hook: fit-time work before the network is built (e.g. fitting a recoverer).
 
-        Returns the dict the network trains on: ``fit_arrays``, possibly with extra entries
-        that the network's training ``forward`` reads.
+        Returns the dict the network trains on: ``arrays``, possibly with extra entries that
+        the network's training ``forward`` reads.
         """
-        return fit_arrays
+        return arrays
 
-    def _train_split(self, arrays, y_encoded, fit_rows, held_out_rows, seed, weights=None):
-        """skorch's validation split: the held-out rows when there are some, else a stratified one."""
-        if not self._use_validation(y_encoded[fit_rows]):
+    def _train_split(self, y_encoded, seed):
+        """skorch's stratified validation split, or None when there is none."""
+        if not self._use_validation(y_encoded):
             return None
-        if held_out_rows is not None:
-            held_out = {name: array[held_out_rows] for name, array in arrays.items()}
-            if weights is not None:
-                held_out[SAMPLE_WEIGHT] = weights[held_out_rows]
-            return predefined_split(Dataset(held_out, y_encoded[held_out_rows]))
         return ValidSplit(self.validation_fraction, stratified=True, random_state=seed)
 
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
@@ -325,7 +304,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         ``input_scaling`` (per modality (shift, scale), or None) goes to :meth:`_module_kwargs`."""
         raise NotImplementedError
 
-    def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights=None):
+    def _after_fit(self, arrays, present, y_encoded, seed, weights=None):
         """Hook: fitted state derived from the trained network (``weights``: per sample, or None)."""
 
     def _module_kwargs(self, specs=None, input_scaling=None):
@@ -343,7 +322,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
     def _training_kwargs(self, train_split, device, seed):
         """Keyword arguments of ``build_net`` that every estimator sets the same way."""
         # Plain Python numbers: torch's samplers refuse numpy integers such as np.int64(64).
-        return dict(train_split=train_split, patience=int(self.patience), monitor=self.early_stopping_monitor,
+        return dict(train_split=train_split, patience=int(self.patience),
                     max_epochs=int(self.max_epochs), batch_size=int(self.batch_size), lr=float(self.lr), weight_decay=float(self.weight_decay),
                     device=device, random_seed=seed, verbose=int(self.verbose))
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
+import torch.nn.functional as F
+from skorch.callbacks import Callback
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, _refuse_booleans, check_finite_outputs
 from ._devices import to_device
-from ._calibration import calibrate_threshold
 from ._explanation import explanation_frame
 from ._input import observed_modalities
 from ._prototypes import (
@@ -24,12 +25,16 @@ from ._prototypes import (
     subset_codes,
     warn_about_small_classes,
 )
-from ._selection import REWARDS, SELECTIONS, CandidateFusion, select
-from ._training import PrototypeTracker, SubsetSamplingNet, build_net
-from .nn.distances import DISTANCES
-from .nn.network import HIDDEN, RECOVERED, SUBSET_SAMPLINGS, DyMoNetwork
+from ._selection import CandidateFusion, select
+from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
+from .nn.distances import prototype_log_probabilities
+from .nn.dymo import HIDDEN, RECOVERED, DyMoNetwork
 from .recovery import KNNRecoverer, fit_recoverer, recover
 from .recovery._cross_fit import cross_fitted_recoveries
+
+# The modes a user picks from; the paper's "iterative" and "simultaneous" ablations are in
+# dymo_sklearn.experimental.
+USER_SELECTIONS = ("dymo", "all", "none")
 
 
 class DyMoClassifier(MultimodalClassifier):
@@ -38,126 +43,71 @@ class DyMoClassifier(MultimodalClassifier):
     Missing modalities (all entries NaN) and missing entries (some NaN) are recovered by
     ``recoverer``; then, per sample, recovered modalities are added one at a time while a
     prototype-based reward says they add task-relevant information (Du et al., ICLR 2026).
-    Training fuses random modality subsets through a masked transformer, with a prototype loss.
+    Training fuses random modality subsets through a masked transformer, with a prototype loss,
+    plus one pass on recoveries made out of fold, so the network learns how far to trust them.
+    The research options (the paper's ablations, its training, reward forms) are parameters of
+    :class:`dymo_sklearn.experimental.DyMoResearchClassifier`.
 
     Parameters
     ----------
     recoverer : scikit-learn imputer or None, default=None
         Fills missing entries from the flattened, concatenated modalities; cloned into
         ``recoverer_`` at fit. None means ``KNNRecoverer(n_neighbors=5)`` (``KNNImputer``'s
-        result, computed with torch on ``device``): it recovers a missing
-        modality from training samples that resemble the observed ones, so a recovery tends to
-        carry class information (mean imputation never does), it needs no model of the data and
-        works for images and tables alike. ``IterativeImputer`` is often better on small tables
-        but scales poorly with the number of columns. Observed entries are never changed.
-    selection : {"dymo", "iterative", "simultaneous", "all", "none"}, default="dymo"
-        The paper's Table 2 ablation: ``dymo`` (I+C): iterative selection with the calibrated
-        reward; ``iterative`` (I): uncalibrated; ``simultaneous`` (S): accept every candidate with
-        a positive uncalibrated reward at once;
-        ``all``: fuse every recovered modality; ``none``: observed entries only (discard).
-        Read at predict time, so it can be changed after fitting with ``set_params``.
-    reward : {"log", "prob"}, default="log"
-        ``log``: log-confidence gain plus a non-positive log-ICS penalty (the paper's intent);
-        ``prob``: the authors' code, confidence gain scaled by an ICS ratio. Read at predict time.
-    distance : {"cosine", "sqeuclidean"}, default="cosine"
-        Distance between projected representations and prototypes.
+        result, computed with torch on ``device``): it recovers a missing modality from training
+        samples that resemble the observed ones, needs no model of the data and works for images
+        and tables alike. ``IterativeImputer`` suits small tables but scales poorly with the
+        number of columns. Observed entries are never changed.
+    selection : {"dymo", "all", "none"}, default="dymo"
+        ``dymo``: add recovered modalities one at a time while the calibrated reward is above
+        ``acceptance_threshold`` (Algorithm 1); ``all``: fuse every recovered modality;
+        ``none``: observed entries only (discard). Read at predict time, so it can be changed
+        after fitting with ``set_params`` to compare the three on the same model.
     temperature : float, default=0.1
-        Temperature of the prototype softmax, in the loss and in the reward.
-    acceptance_threshold : float or "auto", default=0.0
-        A candidate is accepted only if its reward exceeds this; 0 is the paper's rule and the
-        benchmarked default (with recovery-aware training never more than 0.2 points below
-        discarding with mean, iterative, KNN or multimodal-VAE recovery, see docs/dilemma.md; with the paper's
-        training and mean imputation of images 1.0–4.7 points below at η = 0.8, docs/benchmarks.md).
-        "auto" holds out ``calibration_fraction`` of the training samples (also used for early
-        stopping), hides modalities of theirs at random, recovers them with a recoverer fitted
-        without them, and scores thresholds from -inf (accept all) through reward quantiles and
-        0 to +inf (accept none); the paper's 0 is kept unless another is more accurate there by
-        more than one standard error. The recoverer is then refitted on all samples. Measured,
-        it rarely moves and the network's smaller training set costs more than it gains, so it
-        is not the default. Read at predict time: a number set after fitting is used as is.
-    calibration_fraction : float, default=0.2
-        Held-out share of the training samples when ``acceptance_threshold="auto"``.
-    recovery_aware : bool, default=True
-        Recovery-aware training (beyond the paper; False is the paper's training, under which
-        the fitted network does not depend on the recoverer): each training sample also hides
-        some of its modalities (k of its m present ones, k uniform in 1 .. m - 1), has them
-        recovered by a clone of ``recoverer`` fitted on the other half of the training data
-        (cross-fitting, so the recoveries are as wrong as on new samples), and is fused in one
-        extra pass per minibatch with each recovered modality taken with probability 1/2. A
-        learned per-modality embedding marks recovered tokens, in training and at prediction,
-        so the network learns how far to trust each recovered modality. Costs two more
-        recoverer fits, one recovery of the training data, two more copies of it in memory and
-        one more fusion pass per minibatch (1.3-1.9x the fit time with the default recoverer in
-        docs/dilemma.md).
+        Temperature of the prototype softmax, in the training loss and in the reward.
+    acceptance_threshold : float, default=0.0
+        A candidate is accepted only if its reward exceeds this; 0 is the paper's rule. Higher
+        values accept fewer recoveries. Read at predict time.
     encoders : dict of str to {"vector", "image", "sequence"} or callable, default=None
         Encoder of each modality; unlisted ones are inferred from the shape ((C, H, W) with
         C <= 4 and H, W >= 4 is an image, anything else is flattened). "sequence" runs temporal
-        convolutions over a (channels, time) recording (docs/sequences.md). A callable
-        ``f(input_shape, d_model)`` returns a module mapping ``(values, observed)`` to
-        ``(batch, tokens, d_model)``.
+        convolutions over a (channels, time) recording. A callable ``f(input_shape, d_model)``
+        returns a module mapping ``(values, observed)`` to ``(batch, tokens, d_model)``.
     column_groups : dict of str to list of int or str, default=None
         For 2-D input: the columns of each tabular modality. None: one modality ``"x"``.
     standardize : bool, default=True
         Standardise each modality inside the network with the mean and standard deviation of
         its observed training entries: per channel for images and sequences, per entry otherwise
-        (a feature that does not vary is only shifted; a custom encoder factory gets its values
-        as given). Recovered values pass through the same transform;
-        a missing entry enters the encoder as 0, the training mean. False feeds values as given.
+        (a custom encoder factory gets its values as given). Recovered values pass through the
+        same transform; a missing entry enters the encoder as 0, the training mean. False feeds
+        values as given.
     d_model, n_heads, n_layers, projection_dim, dropout : network size
         Token width, attention heads, transformer blocks, width of the prototype space, dropout.
-    n_subsets : int, default=8
-        Random modality subsets fused per training batch. More subsets train each missing
-        pattern more often, at a higher cost per epoch. 8 rather than the paper's 4, as measured
-        in docs/dilemma.md (every recoverer) and docs/n_subsets.md.
-    subset_sampling : {"uniform", "by_size"}, default="uniform"
-        How those subsets are drawn. ``uniform``: the paper's, ``min(n_subsets, 2^M - 1)``
-        distinct subsets per batch, uniform over the non-empty ones and shared by its samples
-        (then intersected with what each sample has). ``by_size``: ``n_subsets`` passes, in each
-        of which every sample draws a size k uniform in 1..(modalities it has), then k of them
-        uniformly; each size is equally likely for every sample. Measured in
-        docs/subset_sampling.md (it loses on Fashion-MNIST); not the default.
-    aux_weight : float, default=1.0
-        Weight of the prototype loss; ``aux_warmup`` epochs pass before it starts.
-    aux_warmup : int, default=2
-    entry_dropout : float, default=0.2
-        During training each sample hides a random fraction U(0, entry_dropout) of its observed
-        entries, so the encoders learn partially observed inputs.
-    max_subsets : int, default=256
-        Most subsets whose prototypes and ICS statistics are fitted (all 2^M - 1 when they fit).
+    n_subsets : int or "auto", default="auto"
+        Distinct random modality subsets fused per training batch, at most 2^M - 1 for M
+        modalities (a larger value is capped, with a warning); "auto" is min(8, 2^M - 1). More
+        subsets train each missing pattern more often, at a higher cost per epoch.
     max_epochs, batch_size, lr, weight_decay : training (AdamW)
-        ``max_epochs=100`` with ``patience=10`` was measured against 50 / 5 in
-        docs/training_length.md and docs/dilemma.md.
     early_stopping : bool or "auto", default="auto"
         Hold out a stratified ``validation_fraction`` and stop after ``patience`` epochs without
-        improvement, restoring the best weights. "auto": on when there are at least 500 samples.
+        a lower validation loss, restoring the best weights. "auto": on from 500 samples.
     validation_fraction : float, default=0.1
     patience : int, default=10
-    early_stopping_monitor : {"valid_loss", "valid_acc_subsets", "valid_loss_subsets"}, default="valid_loss"
-        What early stopping watches: the cross-entropy of everything each held-out sample
-        observes, or the accuracy or the cross-entropy on a random sub-pattern of it (the same
-        every epoch), closer to the missing modalities met at prediction. Measured in
-        docs/early_stopping.md: the accuracy stops after 29-49 epochs and DyMo loses 4.3 (digits)
-        and 5.8 (MNIST) points at η = 0.8; the sub-pattern cross-entropy
-        (docs/early_stopping_loss.md) stops after 44-89 epochs and loses at every η, 1.8 (digits)
-        and 0.9 (MNIST) at η = 0.8. So the loss of everything observed is the default.
     predict_batch_size : int, default=1024
         Samples per batch at predict time; memory stays bounded whatever the input size.
     device : {"auto", "cpu", "cuda"}, default="auto"
     class_weight : dict, "balanced" or None, default=None
         Weight of each class (keyed by label), multiplied into ``sample_weight`` at fit;
         "balanced" weighs classes inversely to their frequency, ``n_samples / (n_classes *
-        count)``, as in scikit-learn. None: every class weighs 1.
+        count)``, as in scikit-learn.
     random_state : int, RandomState or None, default=None
+        Seeds every random draw of the fit through local generators; the caller's global
+        random state is never touched.
     verbose : int, default=0
         When positive, skorch's epoch table: ``train_ce`` (classification loss),
-        ``train_prototype_loss`` (0 for the first ``aux_warmup`` epochs), ``train_loss`` (their
-        sum, the prototype term times ``aux_weight``: it jumps when that term starts),
+        ``train_prototype_loss`` (0 during the first epochs), ``train_loss`` (their sum), and
         with a validation split ``valid_loss`` (cross-entropy), ``valid_acc`` (everything
-        present fused), ``valid_acc_subsets`` and ``valid_loss_subsets`` (accuracy and
-        cross-entropy of a random subset of each sample's present modalities, the same every
-        epoch), and a line naming the restored epoch when early
-        stopping fires. On a terminal also colour for the best values and progress bars (for
-        training and for the batches of a long prediction); never in a log file.
+        present fused), ``valid_acc_subsets`` and ``valid_loss_subsets`` (a random subset of
+        each sample's present modalities, the same every epoch); on a terminal also progress bars.
 
     Attributes
     ----------
@@ -174,11 +124,11 @@ class DyMoClassifier(MultimodalClassifier):
         c_{s,k}; the last row, the overall prototypes, is the fallback for subsets not fitted.
     ics_sigma_ : ndarray of shape (n_fitted_subsets + 1, n_classes)
         Half-normal scale sigma_{s,k} of distances to c_{s,k}; last row pooled.
-    acceptance_threshold_ : float
-        The threshold in use when ``acceptance_threshold="auto"`` (0.0 when the training data
-        are too small to hold out a stratified part).
-    calibration_accuracy_ : dict of float to float
-        Held-out accuracy of each threshold tried (only when one was fitted).
+
+    See Also
+    --------
+    MARSClassifier : recovery-free mixture of experts on the same backbone.
+    dymo_sklearn.experimental.DyMoResearchClassifier : the same model with its research options.
 
     Examples
     --------
@@ -190,33 +140,30 @@ class DyMoClassifier(MultimodalClassifier):
     _parameter_constraints = {
         **SHARED_PARAMETER_CONSTRAINTS,
         "recoverer": [HasMethods(["fit", "transform"]), None],
-        "selection": [StrOptions(set(SELECTIONS))],
-        "reward": [StrOptions(set(REWARDS))],
-        "distance": [StrOptions(set(DISTANCES))],
+        "selection": [StrOptions(set(USER_SELECTIONS))],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "acceptance_threshold": [Real, StrOptions({"auto"})],
-        "calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "acceptance_threshold": [Real],
         "projection_dim": [Interval(Integral, 1, None, closed="left")],
-        "n_subsets": [Interval(Integral, 1, None, closed="left")],
-        "subset_sampling": [StrOptions(set(SUBSET_SAMPLINGS))],
-        "aux_weight": [Interval(Real, 0, None, closed="left")],
-        "aux_warmup": [Interval(Integral, 0, None, closed="left")],
-        "entry_dropout": [Interval(Real, 0, 1, closed="left")],
-        "max_subsets": [Interval(Integral, 1, None, closed="left")],
-        "recovery_aware": ["boolean"],
+        "n_subsets": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     }
+
+    # Research settings, fixed here at the benchmarked values; DyMoResearchClassifier makes
+    # them parameters (see its docstring for what each does).
+    reward = "log"
+    distance = "cosine"
+    recovery_aware = True
+    aux_weight = 1.0
+    aux_warmup = 2
+    entry_dropout = 0.2
+    max_subsets = 256
 
     def __init__(
         self,
         recoverer=None,
         *,
         selection="dymo",
-        reward="log",
-        distance="cosine",
         temperature=0.1,
         acceptance_threshold=0.0,
-        calibration_fraction=0.2,
-        recovery_aware=True,
         encoders=None,
         column_groups=None,
         standardize=True,
@@ -225,12 +172,7 @@ class DyMoClassifier(MultimodalClassifier):
         n_layers=2,
         projection_dim=32,
         dropout=0.1,
-        n_subsets=8,
-        subset_sampling="uniform",
-        aux_weight=1.0,
-        aux_warmup=2,
-        entry_dropout=0.2,
-        max_subsets=256,
+        n_subsets="auto",
         max_epochs=100,
         batch_size=128,
         lr=1e-3,
@@ -238,7 +180,6 @@ class DyMoClassifier(MultimodalClassifier):
         early_stopping="auto",
         validation_fraction=0.1,
         patience=10,
-        early_stopping_monitor="valid_loss",
         predict_batch_size=1024,
         device="auto",
         class_weight=None,
@@ -247,12 +188,8 @@ class DyMoClassifier(MultimodalClassifier):
     ):
         self.recoverer = recoverer
         self.selection = selection
-        self.reward = reward
-        self.distance = distance
         self.temperature = temperature
         self.acceptance_threshold = acceptance_threshold
-        self.calibration_fraction = calibration_fraction
-        self.recovery_aware = recovery_aware
         self.encoders = encoders
         self.column_groups = column_groups
         self.standardize = standardize
@@ -262,11 +199,6 @@ class DyMoClassifier(MultimodalClassifier):
         self.projection_dim = projection_dim
         self.dropout = dropout
         self.n_subsets = n_subsets
-        self.subset_sampling = subset_sampling
-        self.aux_weight = aux_weight
-        self.aux_warmup = aux_warmup
-        self.entry_dropout = entry_dropout
-        self.max_subsets = max_subsets
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -274,7 +206,6 @@ class DyMoClassifier(MultimodalClassifier):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
-        self.early_stopping_monitor = early_stopping_monitor
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.class_weight = class_weight
@@ -293,9 +224,7 @@ class DyMoClassifier(MultimodalClassifier):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative per-sample weights, multiplied by ``class_weight`` and rescaled to mean
             1: they weigh the losses, the prototypes and the subset statistics (prototypes and
-            ICS scales are weighted means). The recoverer is fitted unweighted, and with
-            ``acceptance_threshold="auto"`` the threshold maximises plain accuracy on the
-            held-out rows.
+            ICS scales are weighted means). The recoverer is fitted unweighted.
 
         Returns
         -------
@@ -304,10 +233,8 @@ class DyMoClassifier(MultimodalClassifier):
         return super().fit(X, y, sample_weight=sample_weight)
 
     _saved_arrays = ("subset_codes_", "subset_prototypes_", "ics_sigma_")
-    _parameters_added_later = {"recovery_aware": False, "class_weight": None, "standardize": False,
-                               "subset_sampling": "uniform", "early_stopping_monitor": "valid_loss"}
-    _saved_scalars = ("acceptance_threshold_",)
     _saved_estimator = ("recoverer", "recoverer_")
+    _reserved_prefixes = (HIDDEN, RECOVERED)
 
     @property
     def prototypes_(self):
@@ -320,46 +247,37 @@ class DyMoClassifier(MultimodalClassifier):
         # "auto", not "cuda": a model fitted on a GPU must still recover after loading on a CPU.
         return KNNRecoverer(n_neighbors=5, device="cpu" if self.device == "cpu" else "auto")
 
-    def _held_out_rows(self, y_encoded, seed):
-        """With ``acceptance_threshold="auto"``, a stratified part held out to fit the threshold."""
-        rows = np.arange(len(y_encoded))
-        if self.acceptance_threshold != "auto" or not self._stratifiable(y_encoded, self.calibration_fraction):
-            return rows, None
-        fit_rows, held_out_rows = train_test_split(
-            rows, test_size=self.calibration_fraction, stratify=y_encoded, random_state=seed)
-        return np.sort(fit_rows), np.sort(held_out_rows)
-
-    def _prepare_fit(self, fit_arrays, seed):
-        self.recoverer_ = fit_recoverer(self._recoverer(), fit_arrays)
+    def _prepare_fit(self, arrays, seed):
+        self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
         if not self.recovery_aware:
-            return fit_arrays
-        hidden, recovered = cross_fitted_recoveries(self._recoverer(), fit_arrays, _RECOVERY_FOLDS,
+            return arrays
+        hidden, recovered = cross_fitted_recoveries(self._recoverer(), arrays, _RECOVERY_FOLDS,
                                                     np.random.default_rng(seed))
-        return {**fit_arrays, **{f"{HIDDEN}{name}": array for name, array in hidden.items()},
+        return {**arrays, **{f"{HIDDEN}{name}": array for name, array in hidden.items()},
                 **{f"{RECOVERED}{name}": array for name, array in recovered.items()}}
 
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "projection_dim": self.projection_dim,
-                         "n_subsets": self.n_subsets, "subset_sampling": self.subset_sampling,
-                         "entry_dropout": self.entry_dropout,
+                         "n_subsets": self._n_subsets(warn=specs is not None), "entry_dropout": self.entry_dropout,
                          "recovered_embedding": bool(self.recovery_aware)}
         tracker = PrototypeTracker(len(self.classes_), self.distance, self.aux_warmup)
         return build_net(SubsetSamplingNet, DyMoNetwork, module_kwargs, callbacks=[("prototypes", tracker)],
                          distance=self.distance, temperature=self.temperature, aux_weight=self.aux_weight,
                          **self._training_kwargs(train_split, device, seed))
 
-    def _after_fit(self, arrays, present, y_encoded, fit_rows, held_out_rows, seed, weights=None):
-        self._fit_statistics({name: array[fit_rows] for name, array in arrays.items()}, present[fit_rows],
-                             y_encoded[fit_rows], seed, None if weights is None else weights[fit_rows])
-        if held_out_rows is None:
-            self.acceptance_threshold_ = 0.0 if self.acceptance_threshold == "auto" else self.acceptance_threshold
-            self.__dict__.pop("calibration_accuracy_", None)  # from an earlier fit with a held-out part
-            return
-        # Calibrate with the recoverer that never saw the held-out rows, then refit it on all.
-        held_out = {name: array[held_out_rows] for name, array in arrays.items()}
-        self.acceptance_threshold_, self.calibration_accuracy_ = calibrate_threshold(
-            self, held_out, y_encoded[held_out_rows], np.random.default_rng(seed))
-        self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
+    def _n_subsets(self, warn):
+        """Subsets per batch: ``n_subsets`` capped at 2^M - 1, with a warning when capped at fit."""
+        n_all = 2 ** len(self.modalities_) - 1 if len(self.modalities_) <= 20 else None
+        if self.n_subsets == "auto":
+            return _AUTO_SUBSETS if n_all is None else min(_AUTO_SUBSETS, n_all)
+        if warn and n_all is not None and self.n_subsets > n_all:
+            warnings.warn(f"n_subsets={self.n_subsets} exceeds the {n_all} non-empty subsets of "
+                          f"{len(self.modalities_)} modalities; each batch fuses all {n_all}.", UserWarning,
+                          stacklevel=5)
+        return int(self.n_subsets)
+
+    def _after_fit(self, arrays, present, y_encoded, seed, weights=None):
+        self._fit_statistics(arrays, present, y_encoded, seed, weights)
 
     def _fit_statistics(self, arrays, present, y_encoded, seed, weights=None):
         warn_about_small_classes(y_encoded, weights, self.classes_)
@@ -373,13 +291,11 @@ class DyMoClassifier(MultimodalClassifier):
         self.ics_sigma_ = statistics.sigma
 
     # ------------------------------------------------------------- inference
-    def _threshold(self):
-        return self.acceptance_threshold_ if self.acceptance_threshold == "auto" else self.acceptance_threshold
-
     def _check_predict_params(self):
         super()._check_predict_params()
-        constraints = {name: self._parameter_constraints[name] for name in _PREDICT_TIME_PARAMETERS}
-        validate_parameter_constraints(constraints, {name: getattr(self, name) for name in _PREDICT_TIME_PARAMETERS},
+        constraints = {name: self._parameter_constraints[name] for name in _PREDICT_TIME_PARAMETERS
+                       if name in self._parameter_constraints}
+        validate_parameter_constraints(constraints, {name: getattr(self, name) for name in constraints},
                                        caller_name=type(self).__name__)
         _refuse_booleans(self, constraints)
         if self.distance != self.net_.distance:
@@ -396,7 +312,7 @@ class DyMoClassifier(MultimodalClassifier):
         statistics = SubsetStatistics(
             self.subset_codes_, self.subset_prototypes_, self.ics_sigma_, self.subset_prototypes_[-1]).to_torch(device)
         return _Context(statistics=statistics, recovered=recovered, selection=selection or self.selection,
-                        thresholds=tuple(thresholds) if thresholds is not None else (self._threshold(),),
+                        thresholds=tuple(thresholds) if thresholds is not None else (self.acceptance_threshold,),
                         device=device)
 
     def _predict_batch(self, module, context, rows, batch, outputs):
@@ -452,6 +368,7 @@ class DyMoClassifier(MultimodalClassifier):
 
 
 _RECOVERY_FOLDS = 2
+_AUTO_SUBSETS = 8
 _PREDICT_TIME_PARAMETERS = ("selection", "reward", "distance", "temperature", "acceptance_threshold")
 _SELECTION_OUTPUTS = ("logits", "selected", "order", "rewards", "evaluations", "candidates")
 
@@ -464,3 +381,109 @@ class _Context:
     thresholds: tuple
     device: object
 
+
+class SubsetSamplingNet(SubPatternValidation, SeededNet):
+    """skorch net whose module returns (logits, z) for A subset passes.
+
+    Loss = mean cross-entropy over the passes + ``aux_weight`` * cross-entropy of the prototype
+    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist, each
+    sample's terms scaled by its weight when the batch carries ``SAMPLE_WEIGHT``. The
+    validation loss is the cross-entropy alone.
+    """
+
+    epoch_scores = (("train_ce", True, True), ("train_prototype_loss", True, True), ("valid_acc", False, False),
+                    ("valid_acc_subsets", False, False), ("valid_loss_subsets", True, False))
+
+    def __init__(self, *args, distance="cosine", temperature=0.1, aux_weight=1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.distance = distance
+        self.temperature = temperature
+        self.aux_weight = aux_weight
+
+    def validation_outputs(self, module, tokens, present, subsets, labels, inputs):
+        """The loss of everything present (the module's evaluation forward and ``get_loss``, as
+        skorch's step computes it), its outputs, and the logits of everything present and of
+        ``subsets``."""
+        logits, z = module.heads(module.fuse(tokens, present))
+        y_pred = (logits[None], z[None])
+        subset_logits = module.heads(module.fuse(tokens, subsets))[0]
+        return self.get_loss(y_pred, labels, X=inputs, training=False), y_pred, logits, subset_logits
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        logits, z = y_pred
+        n_passes = logits.shape[0]
+        targets = y_true.to(logits.device).long().repeat(n_passes)
+        weights = batch_weights(X, logits.device)
+        loss = weighted_loss(F.cross_entropy, logits.reshape(-1, logits.shape[-1]), targets, weights)
+        if not training:
+            # Validation loss stays plain cross-entropy, so early stopping compares like with
+            # like before and after the prototype term starts.
+            return loss
+        self.history.record_batch("train_ce", loss.item())
+        module = self.module_
+        prototype_loss = torch.zeros((), device=loss.device)
+        if module.aux_active and self.aux_weight > 0:
+            log_p = prototype_log_probabilities(
+                z.reshape(-1, z.shape[-1]), module.prototypes, self.distance, self.temperature
+            )
+            prototype_loss = weighted_loss(F.nll_loss, log_p, targets, weights)
+            loss = loss + self.aux_weight * prototype_loss
+        self.history.record_batch("train_prototype_loss", prototype_loss.item())
+        return loss
+
+
+class PrototypeTracker(Callback):
+    """Class means of the projected z over an epoch's training passes become the next prototypes.
+
+    For the cosine distance the means are taken of L2-normalised z; weighted means when the
+    batches carry sample weights. The auxiliary loss starts after ``warmup`` epochs.
+    """
+
+    def __init__(self, n_classes, distance, warmup):
+        self.n_classes = n_classes
+        self.distance = distance
+        self.warmup = warmup
+
+    def initialize(self):
+        self.sums_ = None
+        self.counts_ = None
+        return self
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.sums_ = None
+        self.counts_ = torch.zeros(self.n_classes, dtype=torch.float64)
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        if not training:
+            return
+        _, z = y_pred
+        z = z.detach().reshape(-1, z.shape[-1]).double()
+        if self.distance == "cosine":
+            z = F.normalize(z, dim=-1)
+        n_passes = y_pred[0].shape[0]
+        labels = batch[1].to(z.device).long().repeat(n_passes)
+        if self.sums_ is None:
+            self.sums_ = torch.zeros(self.n_classes, z.shape[1], dtype=torch.float64, device=z.device)
+        # A one-hot product rather than index_add_, whose atomic adds are not deterministic on CUDA.
+        one_hot = F.one_hot(labels, self.n_classes).double()
+        weights = batch_weights(batch[0], z.device)
+        if weights is not None:
+            one_hot = one_hot * weights.double().repeat(n_passes)[:, None]
+        self.sums_ += one_hot.T @ z
+        self.counts_ += one_hot.sum(0).cpu()
+
+    def on_train_end(self, net, **kwargs):
+        # Device tensors must not outlive training: a pickled CUDA tensor cannot load on a CPU.
+        self.sums_ = None
+        self.counts_ = None
+
+    def on_epoch_end(self, net, **kwargs):
+        module = net.module_
+        seen = self.counts_ > 0
+        if self.sums_ is None or not seen.any():
+            return
+        means = (self.sums_.cpu() / torch.where(seen, self.counts_, 1.0)[:, None]).to(module.prototypes.dtype)
+        with torch.no_grad():
+            module.prototypes[seen] = means[seen].to(module.prototypes.device)
+        if len(net.history) >= self.warmup:
+            module.aux_active = True

@@ -8,14 +8,13 @@ router only (never the residual router, which needs full modalities).
 
 from __future__ import annotations
 
-import warnings
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.utils._param_validation import Hidden, Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import Interval, validate_parameter_constraints
 
 from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, check_finite_outputs
 from ._devices import to_device
@@ -67,82 +66,65 @@ class MARSClassifier(MultimodalClassifier):
     routes to the top-k experts; a feature router, which sees only the partial representation,
     learns to imitate it and alone routes at prediction time.
 
+    The research options (the paper's ablations, the loss weights, the routing noise) are
+    parameters of :class:`dymo_sklearn.experimental.MARSResearchClassifier`.
+
     Parameters
     ----------
     n_experts : int, default=4
+        Experts of the mixture.
     top_k : int, default=2
-    residual_router : bool, default=True
-        False is the "no residual router" ablation: the feature router routes in training too.
-    noise : bool, default=True
-        Discrepancy-aware routing noise in training (False: the "no noise" ablation).
-    noise_scale : float, default=5.0
-        Standard deviation of that noise per unit of router gap: each sample's residual routing
-        logits get Gaussian noise of standard deviation ``noise_scale`` x (total variation
-        between the two routers' distributions) x (spread of its logits).
-    distillation_weight, load_balance_weight : float
-        Weights of the KL imitation term and the load-balancing (coefficient of variation
-        squared) term; ``load_balance_weight=0`` is that ablation.
-    noise_weight : deprecated
-        The noise scale is no longer a learned parameter with a penalty; use ``noise_scale``.
-        Setting it warns and has no effect; it will be removed in 0.3.
+        Experts each sample is routed to (at most ``n_experts``).
     expert_hidden : int, default=128
-    encoders, column_groups, standardize, d_model, n_heads, n_layers, dropout : as in DyMoClassifier
-    max_epochs, batch_size, lr, weight_decay, early_stopping, validation_fraction
-        Training through skorch, as in DyMoClassifier. The validation loss (what early stopping
-        watches by default) is the mean of the inference path's cross-entropy on what each held-out sample
-        observes and on a random sub-pattern of it.
+        Hidden width of each expert's MLP.
+    encoders, column_groups, standardize, d_model, n_heads, n_layers, dropout
+        As in :class:`DyMoClassifier`.
+    max_epochs : int, default=50
+    batch_size, lr, weight_decay, early_stopping, validation_fraction
+        Training through skorch, as in :class:`DyMoClassifier`. The validation loss that early
+        stopping watches is the mean of the inference path's cross-entropy on what each
+        held-out sample observes and on a random sub-pattern of it.
     patience : int, default=10
-        Epochs without a better validation loss before training stops (measured in
-        docs/mars.md: stopped at 5, MARS lost 4.3 points at η = 0.8 on digits).
-    early_stopping_monitor : {"valid_loss", "valid_acc_subsets", "valid_loss_subsets"}, default="valid_loss"
-        What early stopping watches: that validation loss, or the accuracy or the cross-entropy
-        on the random sub-pattern alone. The last two are not measured for MARS (for DyMo the
-        accuracy stopped too early and lost 4-6 points at η = 0.8, docs/early_stopping.md).
+        Epochs without a lower validation loss before training stops.
     predict_batch_size : int, default=1024
     device : {"auto", "cpu", "cuda"}, default="auto"
     class_weight : dict, "balanced" or None, default=None
-        As in DyMoClassifier: weighs the two cross-entropy terms.
+        As in :class:`DyMoClassifier`: weighs the two cross-entropy terms.
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
-        As in DyMoClassifier, without the per-term and accuracy columns.
+        As in :class:`DyMoClassifier`, without the per-term columns.
 
     Attributes
     ----------
-    classes_, modalities_, modality_shapes_, net_ : as in DyMoClassifier
+    classes_, modalities_, modality_shapes_, net_ : as in :class:`DyMoClassifier`
+
+    See Also
+    --------
+    DyMoClassifier : recovers missing modalities and selects which to use, per sample.
+    dymo_sklearn.experimental.MARSResearchClassifier : the same model with its research options.
     """
 
-    # An unfitted estimator pickled before a parameter existed gets its value (fitted files and
-    # pickles of version 0.1 are refused below and in MARSNetwork).
-    _parameters_added_later = {"class_weight": None, "standardize": False, "noise_scale": 5.0,
-                               "noise_weight": "deprecated", "early_stopping_monitor": "valid_loss"}
-    _refit_unless_saved = ("noise_scale",)
     _parameter_constraints = {
         **SHARED_PARAMETER_CONSTRAINTS,
         "n_experts": [Interval(Integral, 1, None, closed="left")],
         "top_k": [Interval(Integral, 1, None, closed="left")],
-        "residual_router": ["boolean"],
-        "noise": ["boolean"],
-        "distillation_weight": [Interval(Real, 0, None, closed="left")],
-        "noise_scale": [Interval(Real, 0, None, closed="left")],
-        "noise_weight": [Interval(Real, 0, None, closed="left"), Hidden(StrOptions({"deprecated"}))],
-        "load_balance_weight": [Interval(Real, 0, None, closed="left")],
         "expert_hidden": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def __init__(self, *, n_experts=4, top_k=2, residual_router=True, noise=True, noise_scale=5.0,
-                 distillation_weight=1.0, load_balance_weight=0.01, noise_weight="deprecated", expert_hidden=128, encoders=None, column_groups=None,
-                 standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128, lr=1e-3,
-                 weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
-                 early_stopping_monitor="valid_loss",
+    # Research settings, fixed here at the paper's values; MARSResearchClassifier makes them
+    # parameters.
+    residual_router = True
+    noise = True
+    noise_scale = 5.0
+    distillation_weight = 1.0
+    load_balance_weight = 0.01
+
+    def __init__(self, *, n_experts=4, top_k=2, expert_hidden=128, encoders=None, column_groups=None,
+                 standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128,
+                 lr=1e-3, weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
                  predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):
         self.n_experts = n_experts
         self.top_k = top_k
-        self.residual_router = residual_router
-        self.noise = noise
-        self.noise_scale = noise_scale
-        self.distillation_weight = distillation_weight
-        self.noise_weight = noise_weight
-        self.load_balance_weight = load_balance_weight
         self.expert_hidden = expert_hidden
         self.encoders = encoders
         self.column_groups = column_groups
@@ -158,7 +140,6 @@ class MARSClassifier(MultimodalClassifier):
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
-        self.early_stopping_monitor = early_stopping_monitor
         self.predict_batch_size = predict_batch_size
         self.device = device
         self.class_weight = class_weight
@@ -166,10 +147,6 @@ class MARSClassifier(MultimodalClassifier):
         self.verbose = verbose
 
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
-        if specs is not None and self.noise_weight != "deprecated":  # fitting, not loading
-            warnings.warn("noise_weight is deprecated and has no effect: the routing noise is no longer "
-                          "learned; set noise_scale instead. It will be removed in 0.3.", FutureWarning,
-                          stacklevel=3)
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "n_experts": self.n_experts, "top_k": self.top_k,
                          "expert_hidden": self.expert_hidden, "noise": self.noise,
                          "noise_scale": float(self.noise_scale), "residual_router": self.residual_router}

@@ -3,16 +3,15 @@ and fitted scikit-learn parts through skops with only scikit-learn and numpy typ
 
 Layout of a saved model (a directory)::
 
-    config.json          format version, estimator class, hyper-parameters, modalities, classes,
-                         fitted scalars
+    config.json          format version, estimator class, hyper-parameters, modalities, classes
     weights.safetensors  the network's state dict
     statistics.npz       the estimator's fitted arrays, e.g. DyMo's prototypes and ICS statistics
                          (loaded with allow_pickle=False)
     recoverer.skops      for DyMo: the recoverer parameter and the fitted recoverer
 
 What an estimator saves besides the network is declared by its class: ``_saved_arrays`` (numpy
-attributes), ``_saved_scalars`` (float attributes) and ``_saved_estimator`` (a parameter and
-its fitted attribute, stored through skops).
+attributes) and ``_saved_estimator`` (a parameter and its fitted attribute, stored through
+skops). There is one format; until a first release it changes without compatibility.
 """
 
 from __future__ import annotations
@@ -26,12 +25,11 @@ from pathlib import Path
 import numpy as np
 
 FORMAT = "dymo_sklearn"
-FORMAT_VERSION = 2  # 2: any estimator of the package; version 1 (DyMo only) still loads
-_READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
 # Types trusted on load beyond skops's own defaults: each named here on purpose. Anything else
 # (a function such as builtins.eval or numpy.load inside a FunctionTransformer, an unknown class)
 # is refused, so a tampered file cannot run code at load or at any later call.
-_TRUSTED_TYPES = frozenset({
+TRUSTED_TYPES = frozenset({
     "numpy.dtype",
     "sklearn.impute._iterative.IterativeImputer",
     "sklearn.impute._iterative._ImputerTriplet",
@@ -43,6 +41,7 @@ _TRUSTED_TYPES = frozenset({
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.metrics._dist_metrics.EuclideanDistance64",
     "dymo_sklearn.recovery._knn.KNNRecoverer",
+    "dymo_sklearn._preprocessing.ModalityTransformer",
 })
 _CUSTOM = "<custom factory>"
 
@@ -59,7 +58,7 @@ def _json_default(value):
     if isinstance(value, (np.generic, np.ndarray)):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} in the parameters cannot be saved as JSON.")
-_CONFIG_KEYS = ("params", "classes", "classes_dtype", "modalities", "modality_shapes", "n_features_in",
+_CONFIG_KEYS = ("estimator", "params", "categories", "classes", "classes_dtype", "modalities", "modality_shapes", "n_features_in",
                 "feature_names_in")
 
 
@@ -68,7 +67,7 @@ def _from_json_float(value):
 
 
 def _read_categories(config_file, saved):
-    """The saved categories, checked: a file saved before categories existed has none."""
+    """The saved categories, checked."""
     try:
         categories = {name: [(column, None if values is None else list(values)) for column, values in columns]
                       for name, columns in saved.items()}
@@ -118,31 +117,41 @@ def save_model(estimator, path):
         "classes_dtype": classes.dtype.str,
         "modalities": estimator.modalities_,
         "modality_shapes": {name: list(shape) for name, shape in estimator.modality_shapes_.items()},
-        "scalars": {name: _json_float(float(getattr(estimator, name))) for name in estimator._saved_scalars},
         "feature_names_in": getattr(estimator, "feature_names_in_", np.array([])).tolist(),
         "n_features_in": getattr(estimator, "n_features_in_", None),
         # Per DataFrame modality with categorical columns: [column, categories or null] pairs.
         "categories": {name: [[column, categories] for column, categories in columns]
                        for name, columns in getattr(estimator, "categories_", {}).items()},
     }
-    path = Path(path)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ValueError(f"{path} exists and is not an empty directory; save() never overwrites.")
     if saved_estimator:
-        _check_saveable(getattr(estimator, saved_estimator[1]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary sibling directory and rename it at the end: a failure leaves nothing.
-    staging = path.parent / f".{path.name}-{uuid.uuid4().hex}"
-    staging.mkdir()  # the usual permissions (umask), unlike tempfile.mkdtemp's private 0700
-    try:
-        (staging / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
+        check_saveable(getattr(estimator, saved_estimator[1]), "the recoverer")
+
+    def write(folder):
+        (folder / "config.json").write_text(json.dumps(config, indent=2, default=_json_default))
         state = {key: value.detach().cpu().contiguous() for key, value in estimator.net_.module_.state_dict().items()}
-        save_file(state, str(staging / "weights.safetensors"))
-        np.savez(staging / "statistics.npz", **{name: getattr(estimator, name) for name in estimator._saved_arrays})
+        save_file(state, str(folder / "weights.safetensors"))
+        np.savez(folder / "statistics.npz", **{name: getattr(estimator, name) for name in estimator._saved_arrays})
         if saved_estimator:
             param, fitted = saved_estimator
             skops.io.dump({"param": getattr(estimator, param), "fitted": getattr(estimator, fitted)},
-                          staging / f"{param}.skops")
+                          folder / f"{param}.skops")
+
+    return write_directory(path, write)
+
+
+def write_directory(path, write):
+    """Create the directory ``path`` (absent or empty) with what ``write(folder)`` puts in it.
+
+    It is written as a temporary sibling and renamed at the end: a failure leaves nothing.
+    """
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"{path} exists and is not an empty directory; save() never overwrites.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.parent / f".{path.name}-{uuid.uuid4().hex}"
+    staging.mkdir()  # the usual permissions (umask), unlike tempfile.mkdtemp's private 0700
+    try:
+        write(staging)
         if path.exists():
             path.rmdir()
         staging.rename(path)
@@ -152,32 +161,32 @@ def save_model(estimator, path):
     return path
 
 
-def _check_saveable(fitted):
-    """Refuse at save what load() would refuse: a fitted part made of untrusted types."""
+def check_saveable(fitted, what):
+    """Refuse at save what load() would refuse: a fitted part (``what``) made of untrusted types."""
     import skops.io
 
-    untrusted = set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted))) - _TRUSTED_TYPES
+    untrusted = set(skops.io.get_untrusted_types(data=skops.io.dumps(fitted))) - TRUSTED_TYPES
     if untrusted:
         raise ValueError(
-            f"save() stores the recoverer without pickle, and {type(fitted).__name__} holds types it cannot "
-            f"store safely: {sorted(untrusted)}. Use pickle or joblib for this model, or a scikit-learn "
-            "imputer or KNNRecoverer as recoverer.")
+            f"save() stores {what} without pickle, and {type(fitted).__name__} holds types it cannot "
+            f"store safely: {sorted(untrusted)}. Use pickle or joblib for this model, or scikit-learn "
+            "imputers and transformers, KNNRecoverer and ModalityTransformer.")
 
 
-def _trusted_types(file):
+def trusted_types(file):
     import skops.io
 
-    untrusted = _read(file, lambda: skops.io.get_untrusted_types(file=file))
-    refused = sorted(set(untrusted) - _TRUSTED_TYPES)
+    untrusted = read_checked(file, lambda: skops.io.get_untrusted_types(file=file))
+    refused = sorted(set(untrusted) - TRUSTED_TYPES)
     if refused:
         raise ValueError(
-            f"{file} holds types that load() does not trust: {refused}. Only scikit-learn imputers, "
-            "KNNRecoverer and the types they are made of are loaded; if you trust this file, "
+            f"{file} holds types that load() does not trust: {refused}. Only scikit-learn estimators, "
+            "KNNRecoverer, ModalityTransformer and the types they are made of are loaded; if you trust this file, "
             "read it yourself with skops.io.load(file, trusted=...).")
     return untrusted
 
 
-def _read(file, reader):
+def read_checked(file, reader):
     """Run ``reader``; a missing, truncated or edited file becomes a ValueError naming it."""
     try:
         return reader()
@@ -199,31 +208,24 @@ def load_model(cls, path, *, device=None, encoders=None):
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{path} is not a saved {cls.__name__}: {config_file.name} is missing.")
-    config = _read(config_file, lambda: json.loads(config_file.read_text()))
+    config = read_checked(config_file, lambda: json.loads(config_file.read_text()))
     if not isinstance(config, dict):
         raise ValueError(f"{config_file} is not a {FORMAT} model file.")
     if config.get("format") != FORMAT:
         raise ValueError(f"{config_file} is not a {FORMAT} model file.")
-    if config.get("format_version") not in _READABLE_VERSIONS:
+    if config.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path} was saved in format version {config.get('format_version')} by dymo_sklearn "
-            f"{config.get('package_version')}; this version reads formats {list(_READABLE_VERSIONS)}."
+            f"{config.get('package_version')}; this version reads format {FORMAT_VERSION}: fit and save it again."
         )
     missing_keys = sorted(set(_CONFIG_KEYS) - set(config))
     if missing_keys:
         raise ValueError(f"{config_file} lacks {missing_keys}: it is truncated or was edited.")
-    saved_class = config.get("estimator", "DyMoClassifier")
+    saved_class = config["estimator"]
     if saved_class != cls.__name__:
         raise ValueError(f"{path} holds a {saved_class}; load it with {saved_class}.load.")
-    outdated = [name for name in cls._refit_unless_saved if name not in config["params"]]
-    if outdated:
-        raise ValueError(f"{path} was saved by dymo_sklearn {config.get('package_version')}, whose "
-                         f"{cls.__name__} network differs from this version's ({outdated} did not exist); "
-                         "fit the model again and save it.")
     params = {name: _from_json_float(value) if value in _NON_FINITE else value
               for name, value in config["params"].items()}
-    # A file written before a parameter existed was fitted with the behaviour of this value.
-    params = {**cls._parameters_added_later, **params}
     saved_encoders = dict(params.get("encoders") or {})
     saved_encoders.update(encoders or {})
     missing = [name for name, spec in saved_encoders.items() if spec == _CUSTOM]
@@ -245,8 +247,8 @@ def load_model(cls, path, *, device=None, encoders=None):
     if cls._saved_estimator:
         param, fitted = cls._saved_estimator
         file = path / f"{param}.skops"
-        trusted = _trusted_types(file)
-        parts = _read(file, lambda: skops.io.load(file, trusted=trusted))
+        trusted = trusted_types(file)
+        parts = read_checked(file, lambda: skops.io.load(file, trusted=trusted))
         params[param], fitted_parts[fitted] = parts["param"], parts["fitted"]
     estimator = cls(**params)
     try:
@@ -257,10 +259,7 @@ def load_model(cls, path, *, device=None, encoders=None):
     estimator.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
     estimator.modalities_ = list(config["modalities"])
     estimator.modality_shapes_ = {name: tuple(shape) for name, shape in config["modality_shapes"].items()}
-    estimator.categories_ = _read_categories(config_file, config.get("categories", {}))
-    scalars = config.get("scalars", {"acceptance_threshold_": config.get("acceptance_threshold_")})
-    for name in cls._saved_scalars:
-        setattr(estimator, name, _from_json_float(scalars[name]))
+    estimator.categories_ = _read_categories(config_file, config["categories"])
     if config["n_features_in"] is not None:
         estimator.n_features_in_ = config["n_features_in"]
         if config["feature_names_in"]:
@@ -273,14 +272,14 @@ def load_model(cls, path, *, device=None, encoders=None):
         with np.load(path / "statistics.npz", allow_pickle=False) as statistics:
             return {name: statistics[name] for name in cls._saved_arrays}
 
-    for name, value in _read(path / "statistics.npz", read_statistics).items():
+    for name, value in read_checked(path / "statistics.npz", read_statistics).items():
         setattr(estimator, name, value)
 
     torch_device = resolve_device(estimator.device)
     net = estimator._build_net(None, None, torch_device, seed=0)  # weights are loaded next
     net.initialize()
     weights = path / "weights.safetensors"
-    _read(weights, lambda: net.module_.load_state_dict(load_file(str(weights), device=str(torch_device))))
+    read_checked(weights, lambda: net.module_.load_state_dict(load_file(str(weights), device=str(torch_device))))
     net.module_.eval()
     estimator.net_ = net
     return estimator

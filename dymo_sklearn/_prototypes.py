@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ._devices import to_device
 from .nn.distances import paired_distance
-from .nn.network import subset_bits
+from .nn.dymo import subset_bits
 
 MAX_MODALITIES = 62  # subset codes are int64 bit masks
 # A half-normal scale fitted to n distances has a relative standard error near 1 / sqrt(2 n):

@@ -1,5 +1,6 @@
-"""Training through skorch: the one net builder, and DyMo's subset-sampling loss with its
-prototype auxiliary term."""
+"""Training through skorch, shared by both estimators: the seeded net, validation on
+sub-patterns, sample weights in the loss, the finite-loss guard and the one net builder.
+Each estimator's own net (its loss) lives beside the estimator."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from skorch.callbacks import Callback, EarlyStopping, PassthroughScoring, PrintL
 from skorch.dataset import unpack_data
 
 from ._random import attach_generator, device_generator, random_present_subset, seeded_construction
-from .nn.distances import prototype_log_probabilities
 
 # Key of the per-sample weights in a training batch: they travel with the samples through
 # skorch's shuffling and validation split; the networks read only their modalities' keys.
@@ -108,11 +108,6 @@ class SeededNet(NeuralNet):
         return getattr(self, prefix)(dataset, **kwargs)
 
 
-# What early stopping may watch, and whether lower is better: the net's validation loss, or the
-# accuracy or cross-entropy on a random sub-pattern of each held-out sample's modalities.
-EARLY_STOPPING_MONITORS = {"valid_loss": True, "valid_acc_subsets": False, "valid_loss_subsets": True}
-
-
 class SubPatternValidation:
     """Validation of a net whose module classifies incomplete inputs: skorch's step with each
     modality encoded once, plus the accuracy of everything each held-out sample observes
@@ -142,113 +137,6 @@ class SubPatternValidation:
         raise NotImplementedError
 
 
-class SubsetSamplingNet(SubPatternValidation, SeededNet):
-    """skorch net whose module returns (logits, z) for A subset passes.
-
-    Loss = mean cross-entropy over the passes + ``aux_weight`` * cross-entropy of the prototype
-    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist, each
-    sample's terms scaled by its weight when the batch carries ``SAMPLE_WEIGHT``. The
-    validation loss is the cross-entropy alone.
-    """
-
-    epoch_scores = (("train_ce", True, True), ("train_prototype_loss", True, True), ("valid_acc", False, False),
-                    ("valid_acc_subsets", False, False), ("valid_loss_subsets", True, False))
-
-    def __init__(self, *args, distance="cosine", temperature=0.1, aux_weight=1.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.distance = distance
-        self.temperature = temperature
-        self.aux_weight = aux_weight
-
-    def validation_outputs(self, module, tokens, present, subsets, labels, inputs):
-        """The loss of everything present (the module's evaluation forward and ``get_loss``, as
-        skorch's step computes it), its outputs, and the logits of everything present and of
-        ``subsets``."""
-        logits, z = module.heads(module.fuse(tokens, present))
-        y_pred = (logits[None], z[None])
-        subset_logits = module.heads(module.fuse(tokens, subsets))[0]
-        return self.get_loss(y_pred, labels, X=inputs, training=False), y_pred, logits, subset_logits
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        logits, z = y_pred
-        n_passes = logits.shape[0]
-        targets = y_true.to(logits.device).long().repeat(n_passes)
-        weights = batch_weights(X, logits.device)
-        loss = weighted_loss(F.cross_entropy, logits.reshape(-1, logits.shape[-1]), targets, weights)
-        if not training:
-            # Validation loss stays plain cross-entropy, so early stopping compares like with
-            # like before and after the prototype term starts.
-            return loss
-        self.history.record_batch("train_ce", loss.item())
-        module = self.module_
-        prototype_loss = torch.zeros((), device=loss.device)
-        if module.aux_active and self.aux_weight > 0:
-            log_p = prototype_log_probabilities(
-                z.reshape(-1, z.shape[-1]), module.prototypes, self.distance, self.temperature
-            )
-            prototype_loss = weighted_loss(F.nll_loss, log_p, targets, weights)
-            loss = loss + self.aux_weight * prototype_loss
-        self.history.record_batch("train_prototype_loss", prototype_loss.item())
-        return loss
-
-
-class PrototypeTracker(Callback):
-    """Class means of the projected z over an epoch's training passes become the next prototypes.
-
-    For the cosine distance the means are taken of L2-normalised z; weighted means when the
-    batches carry sample weights. The auxiliary loss starts after ``warmup`` epochs.
-    """
-
-    def __init__(self, n_classes, distance, warmup):
-        self.n_classes = n_classes
-        self.distance = distance
-        self.warmup = warmup
-
-    def initialize(self):
-        self.sums_ = None
-        self.counts_ = None
-        return self
-
-    def on_epoch_begin(self, net, **kwargs):
-        self.sums_ = None
-        self.counts_ = torch.zeros(self.n_classes, dtype=torch.float64)
-
-    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
-        if not training:
-            return
-        _, z = y_pred
-        z = z.detach().reshape(-1, z.shape[-1]).double()
-        if self.distance == "cosine":
-            z = F.normalize(z, dim=-1)
-        n_passes = y_pred[0].shape[0]
-        labels = batch[1].to(z.device).long().repeat(n_passes)
-        if self.sums_ is None:
-            self.sums_ = torch.zeros(self.n_classes, z.shape[1], dtype=torch.float64, device=z.device)
-        # A one-hot product rather than index_add_, whose atomic adds are not deterministic on CUDA.
-        one_hot = F.one_hot(labels, self.n_classes).double()
-        weights = batch_weights(batch[0], z.device)
-        if weights is not None:
-            one_hot = one_hot * weights.double().repeat(n_passes)[:, None]
-        self.sums_ += one_hot.T @ z
-        self.counts_ += one_hot.sum(0).cpu()
-
-    def on_train_end(self, net, **kwargs):
-        # Device tensors must not outlive training: a pickled CUDA tensor cannot load on a CPU.
-        self.sums_ = None
-        self.counts_ = None
-
-    def on_epoch_end(self, net, **kwargs):
-        module = net.module_
-        seen = self.counts_ > 0
-        if self.sums_ is None or not seen.any():
-            return
-        means = (self.sums_.cpu() / torch.where(seen, self.counts_, 1.0)[:, None]).to(module.prototypes.dtype)
-        with torch.no_grad():
-            module.prototypes[seen] = means[seen].to(module.prototypes.device)
-        if len(net.history) >= self.warmup:
-            module.aux_active = True
-
-
 class FiniteLossGuard(Callback):
     """Stop training with a clear error as soon as a training loss is not finite.
 
@@ -267,12 +155,12 @@ class FiniteLossGuard(Callback):
                 f"values (largest absolute value per modality in this batch: {largest}).")
 
 
-def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_split=None, patience=5, monitor="valid_loss",
+def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_split=None, patience=5,
               max_epochs, batch_size, lr, weight_decay=0.01, device, random_seed, verbose=0, **net_kwargs):
     """Construct a skorch net of ``net_class`` around ``module_class(**module_kwargs)``.
 
     AdamW, shuffled minibatches, the given ``callbacks``, a guard that stops on a non-finite
-    training loss, then early stopping on ``monitor`` (restoring the best weights) when there is a
+    training loss, then early stopping on the validation loss (restoring the best weights) when there is a
     ``train_split`` and a progress bar when ``verbose``. The module is
     given as a class plus keyword arguments, so skorch builds it on the device and the pickled
     net holds no raw device tensors outside its device-aware state. ``net_class`` is a
@@ -280,8 +168,8 @@ def build_net(net_class, module_class, module_kwargs, *, callbacks=(), train_spl
     """
     callbacks = [*callbacks, ("finite_loss", FiniteLossGuard())]
     if train_split is not None:
-        callbacks.append(("early_stopping", EarlyStopping(monitor=monitor, lower_is_better=EARLY_STOPPING_MONITORS[monitor],
-                                                          patience=patience, load_best=True)))
+        callbacks.append(("early_stopping", EarlyStopping(monitor="valid_loss", patience=patience,
+                                                          load_best=True)))
     if verbose and is_terminal(sys.stderr):  # a progress bar redrawn with carriage returns clutters a log file
         callbacks.append(("progress", ProgressBar()))
     return net_class(

@@ -38,13 +38,13 @@ pipeline = make_pipeline(
 search = GridSearchCV(
     pipeline,
     {"dymoclassifier__recoverer": [SimpleImputer(), KNNImputer(n_neighbors=5)],
-     "dymoclassifier__reward": ["log", "prob"]},
+     "dymoclassifier__temperature": [0.05, 0.1]},
     cv=3,
 )
 search.fit(X_train, y_train)
 
 results = pd.DataFrame(search.cv_results_)[
-    ["param_dymoclassifier__recoverer", "param_dymoclassifier__reward", "mean_test_score", "std_test_score"]
+    ["param_dymoclassifier__recoverer", "param_dymoclassifier__temperature", "mean_test_score", "std_test_score"]
 ]
 print(results.round(3).to_string(index=False))
 print("best:", search.best_params_)

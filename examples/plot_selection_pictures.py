@@ -27,7 +27,8 @@ X_test = apply_missing(X[test], 2 / 3, random_state=1)
 
 # A small network and few epochs so that the example runs in seconds.
 clf = DyMoClassifier(recoverer=KNNImputer(), d_model=32, n_heads=2, n_layers=1, projection_dim=16,
-                     max_epochs=20, acceptance_threshold=0.0, random_state=0)
+                     max_epochs=20, acceptance_threshold=0.0, random_state=0,
+                     verbose=1)  # one line per epoch while it fits
 clf.fit(X[train], y[train])
 report = clf.explain(X_test)
 print(report[["observed", "candidates", "selected", "prediction_observed_only", "prediction"]].head())
@@ -53,4 +54,4 @@ plot_transitions(report, y[test])  # a figure of its own fits its labels: no lay
 # -------------------------------------------
 # With the paper's rule a candidate is accepted when its reward is above 0 and it is the best
 # remaining candidate; a rejected candidate shows its last reward.
-plot_reward_distributions(report, threshold=clf.acceptance_threshold_)
+plot_reward_distributions(report, threshold=clf.acceptance_threshold)

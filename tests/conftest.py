@@ -7,7 +7,8 @@ import pytest
 import torch
 from sklearn.impute import SimpleImputer
 
-from dymo_sklearn import DyMoClassifier, MultimodalDict
+from dymo_sklearn import MultimodalDict
+from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.datasets import make_multiview_digits
 
 # Tiny networks gain nothing from intra-op threads, and threads oversubscribe under CPU contention.
@@ -53,7 +54,7 @@ def fitted_multiview():
     X, y = make_multiview_digits(3, background=1.0, random_state=0)
     order = np.random.default_rng(0).permutation(len(y))
     train, test = order[:1200], order[1200:]
-    clf = DyMoClassifier(
+    clf = DyMoResearchClassifier(
         recoverer=SimpleImputer(), d_model=32, n_heads=2, n_layers=1, projection_dim=16,
         max_epochs=15, acceptance_threshold=0.0, recovery_aware=False, random_state=0,
     ).fit(X[train], y[train])

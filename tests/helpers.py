@@ -5,6 +5,7 @@ import pandas as pd
 from sklearn.impute import SimpleImputer
 
 from dymo_sklearn import DyMoClassifier, MARSClassifier
+from dymo_sklearn.experimental import DyMoResearchClassifier, MARSResearchClassifier
 
 TINY = dict(d_model=16, n_heads=2, n_layers=1, projection_dim=8, max_epochs=3, batch_size=64)
 TINY_MARS = dict(d_model=16, n_heads=2, n_layers=1, n_experts=3, top_k=2, expert_hidden=16, max_epochs=3,
@@ -19,6 +20,16 @@ def tiny_classifier(**params):
 def tiny_mars(**params):
     """A MARSClassifier small enough to fit in a fraction of a second."""
     return MARSClassifier(**{**TINY_MARS, **params})
+
+
+def tiny_research(**params):
+    """``tiny_classifier`` as a DyMoResearchClassifier, for tests of the research options."""
+    return DyMoResearchClassifier(**{**TINY, "recoverer": SimpleImputer(), "random_state": 0, **params})
+
+
+def tiny_research_mars(**params):
+    """``tiny_mars`` as a MARSResearchClassifier, for tests of MARS's ablations."""
+    return MARSResearchClassifier(**{**TINY_MARS, **params})
 
 
 # Why scikit-learn's check_sample_weight_equivalence_on_dense_data cannot pass for a network

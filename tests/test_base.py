@@ -3,7 +3,7 @@ checked, and a mode recovers only what it uses."""
 
 import numpy as np
 import pytest
-from helpers import tiny_classifier, tiny_mars
+from helpers import tiny_classifier, tiny_mars, tiny_research
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import SimpleImputer
 
@@ -99,7 +99,7 @@ def test_explain_is_batched_and_matches_predict(fitted):
     ("acceptance_threshold", None, "acceptance_threshold"),
     ("predict_batch_size", 0, "predict_batch_size"),
     ("selection", "best", "selection"),
-    ("distance", "sqeuclidean", "distance was changed"),
+    ("selection", "iterative", "selection"),  # an ablation of DyMoResearchClassifier only
 ])
 def test_predict_time_parameters_are_checked(fitted, name, value, message):
     clf, X, _ = fitted
@@ -111,6 +111,17 @@ def test_predict_time_parameters_are_checked(fitted, name, value, message):
                 method(X)
     finally:
         clf.set_params(**{name: original})
+    clf.predict(X)
+
+
+def test_a_distance_changed_after_fitting_is_refused(image_table_data):
+    """Catches prototypes of one distance read with another (research estimator only)."""
+    X, y = image_table_data
+    clf = tiny_research(max_epochs=1).fit(X, y)
+    clf.set_params(distance="sqeuclidean")
+    with pytest.raises(ValueError, match="distance was changed"):
+        clf.predict(X)
+    clf.set_params(distance="cosine")
     clf.predict(X)
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.impute import KNNImputer
 
-from dymo_sklearn.recovery._cross_fit import cross_fitted_recoveries
+from dymo_sklearn.recovery._cross_fit import cross_fitted_recoveries, hide_modalities
 
 
 def _identity_views(n):
@@ -34,3 +34,24 @@ def test_each_sample_hides_some_and_keeps_some_modalities():
     assert all(not np.isnan(array).any() for array in recovered.values())
     for name in arrays:  # the input is not modified
         np.testing.assert_array_equal(arrays[name], _identity_views(200)[name])
+
+
+def test_hide_modalities_keeps_one_and_hides_at_least_one():
+    rng = np.random.default_rng(0)
+    arrays = {f"m{i}": rng.normal(size=(500, 3)).astype(np.float32) for i in range(4)}
+    arrays["m0"][:100] = np.nan  # some samples already miss m0
+    hidden = hide_modalities(arrays, rng)
+    present_before = np.stack([~np.isnan(a).all(1) for a in arrays.values()], 1)
+    present_after = np.stack([~np.isnan(a).all(1) for a in hidden.values()], 1)
+    assert (present_after.sum(1) >= 1).all()
+    assert (present_after <= present_before).all()
+    assert (present_after.sum(1) < present_before.sum(1)).all()
+    assert not np.isnan(arrays["m1"]).any()  # the caller's arrays are untouched
+
+
+def test_hide_entries_of_a_single_modality():
+    rng = np.random.default_rng(1)
+    arrays = {"x": rng.normal(size=(300, 6))}
+    hidden = hide_modalities(arrays, rng)["x"]
+    assert (~np.isnan(hidden)).sum(1).min() >= 1
+    assert 0.1 < np.isnan(hidden).mean() < 0.6

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV
 
@@ -28,4 +29,6 @@ def test_grid_search_on_a_two_worker_local_cluster(image_table_data):
         assert any(prefix.startswith("batch_of__fit_and_score") for prefix in prefixes), prefixes
     assert set(search.cv_results_["param_selection"]) == {"none", "dymo"}
     assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
-    assert search.best_estimator_.predict(X[:10]).shape == (10,)
+    # the refit on the cluster is the model a local fit with the same parameters gives
+    local = clone(search.best_estimator_).fit(X, y)
+    np.testing.assert_array_equal(search.best_estimator_.predict_proba(X), local.predict_proba(X))

@@ -174,13 +174,3 @@ def test_a_modality_never_observed_in_training_is_refused():
     X["m1"] = np.full_like(X["m1"], np.nan)
     with pytest.raises(ValueError, match="Modalities \\['m1'\\] have no observed entry in the training data"):
         tiny_classifier().fit(X, y)
-
-
-def test_calibration_accuracy_does_not_survive_a_refit_without_calibration():
-    from dymo_sklearn.datasets import make_multiview_digits
-
-    X, y = make_multiview_digits(2, n_samples=300, random_state=0)
-    clf = tiny_classifier(acceptance_threshold="auto").fit(X, y)
-    assert hasattr(clf, "calibration_accuracy_")
-    clf.set_params(acceptance_threshold=0.0).fit(X, y)
-    assert not hasattr(clf, "calibration_accuracy_")

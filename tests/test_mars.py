@@ -1,16 +1,11 @@
 """MARSClassifier: feature-router-only inference, no leakage, determinism, scikit-learn use."""
 
-import copy
-import json
-import pickle
-import warnings
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import SAMPLE_ORDER_ROUNDING, SAMPLE_WEIGHT_EQUIVALENCE, tiny_mars
-from sklearn.base import clone
+from helpers import SAMPLE_ORDER_ROUNDING, SAMPLE_WEIGHT_EQUIVALENCE, tiny_mars, tiny_research_mars
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -69,7 +64,7 @@ def test_absent_modality_content_cannot_leak(fitted):
         tokens, present = module.encode(batch)
         present[:, 0] = False
         garbage = tokens.clone()
-        image_tokens = module.backbone.fusion.token_modality == 0
+        image_tokens = module.fusion.token_modality == 0
         garbage[:, image_tokens] = torch.randn_like(garbage[:, image_tokens]) * 1e3
         logits_a, gates_a = module.route(tokens, present)
         logits_b, gates_b = module.route(garbage, present)
@@ -147,7 +142,7 @@ def default_small(image_table_data):
 def test_ablations_train_and_predict(image_table_data, default_small, ablation):
     """Each ablation switch changes what is trained, in the way its name says."""
     X, y = image_table_data
-    clf = tiny_mars(**ablation).fit(X, y)
+    clf = tiny_research_mars(**ablation).fit(X, y)
     proba = clf.predict_proba(X)
     assert proba.shape == (400, 10) and not np.array_equal(proba, default_small.predict_proba(X))
     (full, partial, auxiliary), loss = _training_step(clf, X, y)
@@ -245,7 +240,7 @@ def test_routing_agreement_compares_the_two_routers_on_the_same_sub_patterns(ima
         with pytest.raises(ValueError, match="random_state"):
             clf.routing_agreement(X, random_state=bad)
     with pytest.raises(ValueError, match="residual_router=False"):
-        tiny_mars(max_epochs=1, residual_router=False).fit(X, y).routing_agreement(X)
+        tiny_research_mars(max_epochs=1, residual_router=False).fit(X, y).routing_agreement(X)
 
 
 def test_distillation_teaches_the_feature_router_to_imitate(image_table_data):
@@ -254,45 +249,11 @@ def test_distillation_teaches_the_feature_router_to_imitate(image_table_data):
     train, test = np.arange(300), np.arange(300, 400)
     settings = dict(max_epochs=15, lr=3e-3)
     taught = tiny_mars(**settings).fit(X[train], y[train]).routing_agreement(X[test])
-    untaught = tiny_mars(distillation_weight=0.0, **settings).fit(X[train], y[train]).routing_agreement(X[test])
+    untaught = tiny_research_mars(distillation_weight=0.0, **settings).fit(X[train], y[train]).routing_agreement(X[test])
     assert taught["kl"] < 0.5 * untaught["kl"], (taught, untaught)
     assert taught["top1"] > untaught["top1"] + 0.2, (taught, untaught)
 
 
-def test_noise_weight_is_deprecated(image_table_data):
-    X, y = image_table_data
-    with pytest.warns(FutureWarning, match="noise_scale"):
-        tiny_mars(max_epochs=1, noise_weight=0.01).fit(X, y)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("error", message="noise_weight", category=FutureWarning)
-        tiny_mars(max_epochs=1).fit(X, y)
-    # the warning points at the caller's fit, not at library code
-    with pytest.warns(FutureWarning) as record:
-        tiny_mars(max_epochs=1, noise_weight=0.01).fit(X, y)
-    assert [w.filename for w in record if "noise_weight" in str(w.message)] == [__file__]
-
-
-def test_networks_of_version_0_1_are_refused(fitted, tmp_path):
-    clf, _, _ = fitted
-    clf.save(tmp_path / "model")
-    config_file = tmp_path / "model" / "config.json"
-    config = json.loads(config_file.read_text())
-    del config["params"]["noise_scale"]
-    config["package_version"] = "0.1.0"
-    config_file.write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="0.1.0.*fit the model again"):
-        MARSClassifier.load(tmp_path / "model")
-    # a pickle whose network holds version 0.1's learned noise scale
-    old = copy.deepcopy(clf)
-    old.net_.module_.register_parameter("noise_logit", torch.nn.Parameter(torch.zeros(3)))
-    with pytest.raises(ValueError, match="fit it again"):
-        pickle.loads(pickle.dumps(old))
-    # an unfitted 0.1 estimator (inside a search template, say) unpickles with today's defaults
-    unfitted = MARSClassifier()
-    state = unfitted.__getstate__()
-    del state["noise_scale"]
-    unfitted.__setstate__(state)
-    assert clone(unfitted).get_params()["noise_scale"] == MARSClassifier().noise_scale
 
 
 def test_pipeline_cross_validation_and_grid_search(image_table_data, default_small):
@@ -364,15 +325,3 @@ def test_early_stopping_reads_the_sub_pattern_validation_loss(image_table_data):
     assert np.isfinite(history[:, "valid_loss"]).all() and len(history[:, "valid_acc_subsets"]) == 3
     # the sub-pattern accuracy is its own number, not a copy of the observed one
     assert history[:, "valid_acc_subsets"] != history[:, "valid_acc"]
-
-
-def test_early_stopping_can_watch_the_sub_pattern_accuracy(image_table_data):
-    """Catches MARS ignoring early_stopping_monitor or treating the accuracy as a loss."""
-    X, y = image_table_data
-    clf = tiny_mars(max_epochs=2, early_stopping=True, early_stopping_monitor="valid_acc_subsets").fit(X, y)
-    stopping = dict(clf.net_.callbacks_)["early_stopping"]
-    assert stopping.monitor == "valid_acc_subsets" and stopping.lower_is_better is False
-    clf = tiny_mars(max_epochs=2, early_stopping=True, early_stopping_monitor="valid_loss_subsets").fit(X, y)
-    stopping = dict(clf.net_.callbacks_)["early_stopping"]
-    assert stopping.monitor == "valid_loss_subsets" and stopping.lower_is_better is True
-    assert np.isfinite(clf.net_.history[:, "valid_loss_subsets"]).all()

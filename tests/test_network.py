@@ -1,10 +1,11 @@
 """The fusion transformer's inference shortcut and the network's per-version encoding
-(dymo_sklearn/nn/network.py)."""
+(dymo_sklearn/nn/backbone.py, dymo_sklearn/nn/dymo.py)."""
 
 import pytest
 import torch
 
-from dymo_sklearn.nn.network import DyMoNetwork, FusionTransformer
+from dymo_sklearn.nn.backbone import FusionTransformer
+from dymo_sklearn.nn.dymo import DyMoNetwork
 
 
 def _fusion(n_layers):
@@ -26,6 +27,21 @@ def test_cls_only_last_block_equals_computing_every_token(n_layers):
         expected = fusion.train()(tokens, present)  # training runs every token; no dropout here
         fused = fusion.eval()(tokens, present)
     torch.testing.assert_close(fused, expected)
+
+
+def test_absent_tokens_are_excluded_as_attention_keys():
+    """Catches a fusion that attends to an absent modality's (zeroed) tokens: the output must be
+    that of a transformer which never had those tokens at all, and must not depend on how many
+    absent tokens there are."""
+    full, tokens = _fusion(2)  # tokens of modalities 0, 0, 1, 2, 2
+    short = FusionTransformer([0, 0, 1], n_modalities=3, d_model=8, n_heads=2, n_layers=2, dropout=0.0)
+    state = {key: value for key, value in full.state_dict().items() if key != "token_modality"}
+    short.load_state_dict({**state, "token_modality": short.token_modality})
+    present = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.bool)  # modality 2 absent
+    with torch.no_grad():
+        fused = full.eval()(tokens[:3], present)
+        without = short.eval()(tokens[:3, :3], present)
+    torch.testing.assert_close(fused, without)
 
 
 def _network():

@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_classifier
+from helpers import tiny_classifier, tiny_research
 
 from dymo_sklearn import _classifier
 from dymo_sklearn._prototypes import MIN_CELL_SAMPLES, SubsetStatistics, choose_subsets, subset_codes
@@ -78,7 +78,7 @@ def _image_table(image_table_data):
 def test_statistics_match_brute_force(image_table_data, distance):
     """Catches wrong per-subset means, a wrong sigma formula, the wrong rows or the wrong modalities per subset."""
     X, y = _image_table(image_table_data)
-    clf = tiny_classifier(distance=distance, max_epochs=2).fit(X, y)
+    clf = tiny_research(distance=distance, max_epochs=2).fit(X, y)
     order = ["image", "table"]
     assert clf.modalities_ == order
     np.testing.assert_array_equal(clf.subset_codes_, [1, 2, 3])
@@ -195,7 +195,7 @@ def test_capped_fit_with_many_modalities(monkeypatch):
         return result
 
     monkeypatch.setattr(_classifier, "fit_subset_statistics", counting)
-    clf = tiny_classifier(max_epochs=1, max_subsets=cap, n_subsets=2).fit(X, y)
+    clf = tiny_research(max_epochs=1, max_subsets=cap, n_subsets=2).fit(X, y)
     full = 2 ** n_modalities - 1
     # Full set first, then singletons in modality order, up to the cap.
     np.testing.assert_array_equal(clf.subset_codes_, sorted([full] + [1 << m for m in range(cap - 1)]))
@@ -209,7 +209,7 @@ def test_capped_fit_with_many_modalities(monkeypatch):
 def test_unfitted_subset_looks_up_the_pooled_row():
     """Catches an unfitted subset mapped to some fitted subset's statistics instead of the pooled row."""
     views, y = make_multiview_digits(3, n_samples=200, background=0.3, random_state=2)
-    clf = tiny_classifier(max_epochs=1, max_subsets=4).fit(views, y)
+    clf = tiny_research(max_epochs=1, max_subsets=4).fit(views, y)
     np.testing.assert_array_equal(clf.subset_codes_, [1, 2, 4, 7])
     statistics = SubsetStatistics(clf.subset_codes_, clf.subset_prototypes_, clf.ics_sigma_, clf.prototypes_)
     rows = statistics.to_torch("cpu").lookup(torch.tensor([3, 7, 1, 5, 6, 4, 2]))

@@ -4,7 +4,7 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_classifier, tiny_mars
+from helpers import tiny_mars, tiny_research
 from sklearn.model_selection import cross_val_score
 
 from dymo_sklearn import MultimodalDict
@@ -27,7 +27,7 @@ def _fit_proba(make, X, y):
 
 
 ESTIMATORS = {
-    "dymo": lambda: tiny_classifier(**STOCHASTIC, entry_dropout=0.3),
+    "dymo": lambda: tiny_research(**STOCHASTIC, entry_dropout=0.3),
     "mars": lambda: tiny_mars(**STOCHASTIC),
 }
 

@@ -8,7 +8,8 @@ from sklearn.metrics import recall_score
 
 from dymo_sklearn import DyMoClassifier, MARSClassifier
 from dymo_sklearn._prototypes import fit_subset_statistics
-from dymo_sklearn._training import SAMPLE_WEIGHT, PrototypeTracker
+from dymo_sklearn._classifier import PrototypeTracker
+from dymo_sklearn._training import SAMPLE_WEIGHT
 
 from helpers import tiny_classifier, tiny_mars
 

@@ -5,7 +5,7 @@ import sys
 import textwrap
 
 import numpy as np
-from helpers import tiny_classifier
+from helpers import tiny_classifier, tiny_research
 
 SCRIPT = textwrap.dedent("""
     import sys, numpy as np, torch
@@ -65,7 +65,7 @@ def test_twelve_modalities_cap_the_subset_statistics():
     for i in range(12):
         X[f"m{i}"][rng.random(n) < 0.3] = np.nan
     X["m0"][np.isnan(np.stack([X[f"m{i}"][:, 0] for i in range(12)], 1)).all(1)] = 0.0
-    clf = tiny_classifier(max_epochs=1, max_subsets=64).fit(X, y)
+    clf = tiny_research(max_epochs=1, max_subsets=64).fit(X, y)
     assert len(clf.subset_codes_) == 64 < 2 ** 12 - 1
     assert clf.subset_prototypes_.shape[0] == 65  # plus the pooled fallback row
     assert np.isfinite(clf.predict_proba(X)).all()

@@ -1,6 +1,6 @@
 """The training loop: subset sampling, the epoch the prototype loss starts, and its prototypes.
 
-Conventions of the code under test (dymo_sklearn/nn/network.py, dymo_sklearn/_training.py):
+Conventions of the code under test (dymo_sklearn/nn/dymo.py, dymo_sklearn/_classifier.py):
 
 * ``DyMoNetwork._sample_subsets`` draws, once per minibatch, ``A = n_subsets`` distinct codes
   uniformly from the ``2^M - 1`` non-empty subsets (``torch.randperm``; per-bit coin flips past
@@ -18,17 +18,18 @@ Conventions of the code under test (dymo_sklearn/nn/network.py, dymo_sklearn/_tr
 """
 
 import itertools
+import warnings
 import types
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import tiny_classifier
+from helpers import tiny_classifier, tiny_research
 from scipy import stats
 
-from dymo_sklearn import _training
-from dymo_sklearn.nn.network import DyMoNetwork, subset_bits
+from dymo_sklearn import _classifier
+from dymo_sklearn.nn.dymo import DyMoNetwork, subset_bits
 
 ALPHA = 1e-4  # significance of the distribution tests (the draws are seeded: no flakiness)
 
@@ -165,79 +166,6 @@ def test_subsets_distinct_per_sample_with_missing_modalities(local_rng):
         assert sorted(row) == [1, 2, 3], row
 
 
-def _size_sampler(n_subsets, generator):
-    """The real ``_sample_subsets_by_size`` bound to the only attributes it reads."""
-    owner = types.SimpleNamespace(n_subsets=n_subsets, generator=generator)
-    return lambda present: DyMoNetwork._sample_subsets_by_size(owner, present)
-
-
-def test_by_size_sampling_is_uniform_over_sizes_then_subsets(local_rng):
-    """Catches a by-size draw that favours some sizes (e.g. uniform over subsets, where a single
-    modality of 4 comes out in 4 of 15 passes instead of 1 in 4), a biased choice among the
-    subsets of one size, or a fused modality the sample does not have."""
-    n_modalities, n_draws = 4, 400
-    sample = _size_sampler(6, local_rng)
-    # Row 0 complete, row 1 observes modalities {0, 2, 3}, row 2 only modality 1, row 3 nothing
-    # (an entry-dropped sample): its passes stay empty, as the uniform draw leaves them.
-    present = torch.tensor([[1, 1, 1, 1], [1, 0, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
-    passes = torch.cat([sample(present) for _ in range(n_draws)])  # (n_draws * A, 4, M)
-    assert passes.shape == (n_draws * 6, 4, n_modalities)
-    assert passes[:, :3].any(dim=2).all() and not (passes & ~present[None]).any()
-    assert passes[:, 2, 1].all()
-    for row, n_present in ((0, 4), (1, 3)):
-        sizes = passes[:, row].sum(dim=1).numpy()
-        assert stats.chisquare(np.bincount(sizes, minlength=n_present + 1)[1:]).pvalue > ALPHA
-        codes = _codes(passes[:, row][:, None])[:, 0].numpy()
-        for size in range(1, n_present + 1):
-            subsets, counts = np.unique(codes[sizes == size], return_counts=True)
-            assert len(subsets) == len(list(itertools.combinations(range(n_present), size)))
-            if len(subsets) > 1:
-                assert stats.chisquare(counts).pvalue > ALPHA, (row, size, counts)
-
-
-def test_by_size_sampling_draws_per_sample(local_rng):
-    """Catches one subset shared by every sample of a pass (the uniform rule's way), which would
-    make a minibatch train a single pattern per pass."""
-    present = torch.ones(64, 5, dtype=torch.bool)
-    passes = _size_sampler(4, local_rng)(present)
-    assert all(len(set(_codes(one_pass[None])[0].tolist())) > 10 for one_pass in passes)
-
-
-def test_training_forward_uses_the_chosen_sampling(local_rng, monkeypatch):
-    """Catches a ``subset_sampling`` setting that never reaches the training forward, and a
-    network pickled before the setting existed not falling back to the paper's uniform draw."""
-    calls = []
-    for name in ("_sample_subsets", "_sample_subsets_by_size"):
-        original = getattr(DyMoNetwork, name)
-        monkeypatch.setattr(DyMoNetwork, name, lambda self, present, _o=original, _n=name: calls.append(_n)
-                            or _o(self, present))
-    inputs = {f"m{i}": torch.zeros(4, 2) for i in range(3)}
-    for sampling in ("by_size", "uniform"):
-        network = _small_network(subset_sampling=sampling).train()
-        network.generator = local_rng
-        network(**inputs)
-    assert calls == ["_sample_subsets_by_size", "_sample_subsets"]
-    with pytest.raises(ValueError, match=r"subset_sampling must be one of \('uniform', 'by_size'\), got 'by-size'"):
-        _small_network(subset_sampling="by-size")
-    state = _small_network(subset_sampling="by_size").__dict__.copy()
-    del state["subset_sampling"]
-    old = DyMoNetwork.__new__(DyMoNetwork)
-    old.__setstate__(state)
-    assert old.subset_sampling == "uniform"
-
-
-def test_the_estimator_passes_its_sampling_to_the_network_and_keeps_it(tmp_path):
-    """Catches ``subset_sampling`` lost between the estimator and the network it builds, or on
-    save/load (the network's own default would silently train uniform)."""
-    X = {"a": np.random.default_rng(0).normal(size=(40, 3)), "b": np.random.default_rng(1).normal(size=(40, 2))}
-    y = np.arange(40) % 2
-    model = tiny_classifier(subset_sampling="by_size", max_epochs=1).fit(X, y)
-    assert model.net_.module_.subset_sampling == "by_size"
-    model.save(tmp_path / "m")
-    loaded = type(model).load(tmp_path / "m")
-    assert loaded.subset_sampling == "by_size" and loaded.net_.module_.subset_sampling == "by_size"
-
-
 def test_training_forward_fuses_the_sampled_subsets(local_rng, monkeypatch):
     """Catches a training forward that ignores the sampled subsets or fuses a missing modality."""
     network = _small_network(n_subsets=3).train()
@@ -269,8 +197,8 @@ def test_training_forward_fuses_the_sampled_subsets(local_rng, monkeypatch):
 def _record_training(monkeypatch):
     """Record, for every training batch: epoch, z, labels, the loss and whether the aux term ran."""
     records, aux_calls = [], []
-    original_log_p = _training.prototype_log_probabilities
-    original_get_loss = _training.SubsetSamplingNet.get_loss
+    original_log_p = _classifier.prototype_log_probabilities
+    original_get_loss = _classifier.SubsetSamplingNet.get_loss
 
     def log_p(z, prototypes, metric, temperature):
         aux_calls.append(dict(prototypes=prototypes.detach().clone(), metric=metric, temperature=temperature))
@@ -290,8 +218,8 @@ def _record_training(monkeypatch):
             ))
         return loss
 
-    monkeypatch.setattr(_training, "prototype_log_probabilities", log_p)
-    monkeypatch.setattr(_training.SubsetSamplingNet, "get_loss", get_loss)
+    monkeypatch.setattr(_classifier, "prototype_log_probabilities", log_p)
+    monkeypatch.setattr(_classifier.SubsetSamplingNet, "get_loss", get_loss)
     return records
 
 
@@ -300,7 +228,7 @@ def test_prototype_loss_starts_after_warmup(image_table_data, monkeypatch, warmu
     """Catches an off-by-one start of the prototype term, or one that never starts or stops again."""
     X, y = image_table_data
     records = _record_training(monkeypatch)
-    tiny_classifier(max_epochs=5, aux_warmup=warmup).fit(X, y)
+    tiny_research(max_epochs=5, aux_warmup=warmup).fit(X, y)
     first = max(warmup, 1) + 1
     by_epoch = {}
     for record in records:
@@ -320,7 +248,7 @@ def test_no_prototype_loss_with_zero_weight(image_table_data, monkeypatch):
     """Catches a prototype term that is added although aux_weight=0."""
     X, y = image_table_data
     records = _record_training(monkeypatch)
-    tiny_classifier(max_epochs=3, aux_warmup=0, aux_weight=0.0).fit(X, y)
+    tiny_research(max_epochs=3, aux_warmup=0, aux_weight=0.0).fit(X, y)
     assert records and all(not r["aux"] and r["loss"] == pytest.approx(r["cross_entropy"], abs=1e-6) for r in records)
 
 
@@ -340,7 +268,7 @@ def test_prototypes_are_previous_epoch_class_means(image_table_data, monkeypatch
     X, y = image_table_data
     n_classes = len(np.unique(y))
     records = _record_training(monkeypatch)
-    tiny_classifier(max_epochs=4, aux_warmup=0, distance=distance).fit(X, y)
+    tiny_research(max_epochs=4, aux_warmup=0, distance=distance).fit(X, y)
     by_epoch = {}
     for record in records:
         by_epoch.setdefault(record["epoch"], []).append(record)
@@ -362,7 +290,7 @@ def test_prototype_loss_value(image_table_data, monkeypatch):
     X, y = image_table_data
     records = _record_training(monkeypatch)
     weight, temperature = 0.5, 0.2
-    tiny_classifier(max_epochs=2, aux_warmup=0, aux_weight=weight, temperature=temperature).fit(X, y)
+    tiny_research(max_epochs=2, aux_warmup=0, aux_weight=weight, temperature=temperature).fit(X, y)
     checked = 0
     for record in records:
         if not record["aux"]:
@@ -440,9 +368,9 @@ def test_training_adds_one_recovery_pass(local_rng, monkeypatch):
 
 def test_recovery_aware_fit_trains_the_embedding_and_the_paper_training_has_none(image_table_data):
     X, y = image_table_data
-    aware = tiny_classifier(recovery_aware=True).fit(X, y)
+    aware = tiny_research(recovery_aware=True).fit(X, y)
     assert aware.net_.module_.recovered_embedding.abs().sum() > 0
-    paper = tiny_classifier(recovery_aware=False).fit(X, y)
+    paper = tiny_research(recovery_aware=False).fit(X, y)
     assert paper.net_.module_.recovered_embedding is None
     assert not any(name.startswith(("hidden:", "recovered:")) for name in paper.net_.module_.state_dict())
 
@@ -457,7 +385,7 @@ def _digits_for_the_log(n_samples=600):
 def test_history_separates_the_two_losses():
     """train_loss jumps when the prototype term starts: its own column shows why."""
     X, y = _digits_for_the_log(300)
-    clf = tiny_classifier(max_epochs=5, aux_warmup=2, aux_weight=0.5, early_stopping=False).fit(X, y)
+    clf = tiny_research(max_epochs=5, aux_warmup=2, aux_weight=0.5, early_stopping=False).fit(X, y)
     history = clf.net_.history
     ce, prototype = np.array(history[:, "train_ce"]), np.array(history[:, "train_prototype_loss"])
     np.testing.assert_allclose(history[:, "train_loss"], ce + 0.5 * prototype, rtol=1e-5)
@@ -468,7 +396,7 @@ def test_validation_accuracy_is_that_of_the_validation_rows():
     """valid_acc of the restored epoch equals the discarding prediction's accuracy on exactly the
     rows skorch held out; valid_acc_subsets scores random subsets of them (lower: less input)."""
     X, y = _digits_for_the_log()
-    clf = tiny_classifier(max_epochs=8, early_stopping=True, recovery_aware=False, selection="none").fit(X, y)
+    clf = tiny_research(max_epochs=8, early_stopping=True, recovery_aware=False, selection="none").fit(X, y)
     history = clf.net_.history
     best = int(np.argmin(history[:, "valid_loss"]))
     _, valid = clf.net_.get_split_datasets({name: np.asarray(a) for name, a in X.items()},
@@ -521,33 +449,14 @@ def test_early_stopping_names_the_restored_epoch(capsys):
     assert f"Restoring best model from epoch {best}." in out
 
 
-def test_early_stopping_can_watch_the_sub_pattern_loss(capsys):
-    """Catches the sub-pattern loss treated as a score (the highest epoch restored), the monitor
-    ignored (valid_loss's best epoch restored) or a copy of valid_loss recorded under its name."""
-    X, y = _digits_for_the_log()
-    clf = tiny_classifier(max_epochs=40, lr=0.01, patience=2, verbose=1, early_stopping=True,
-                          early_stopping_monitor="valid_loss_subsets").fit(X, y)
-    history = clf.net_.history
-    loss = np.asarray(history[:, "valid_loss_subsets"])
-    best = int(np.argmin(loss))
-    assert best > 2 and loss[best] < loss[0]  # a falling curve: a score would keep epoch 1
-    assert len(loss) == best + 1 + 2  # stopped `patience` epochs after the first best
-    # less input, a higher loss once the network has learnt: its own number, not valid_loss
-    assert loss[best] > history[best, "valid_loss"]
-    out = capsys.readouterr().out
-    assert "Stopping since valid_loss_subsets has not improved" in out
-    assert f"Restoring best model from epoch {best + 1}." in out
-
-
-def test_early_stopping_can_watch_the_sub_pattern_accuracy(capsys):
-    """Catches the accuracy treated as a loss (the lowest epoch restored) or the monitor ignored."""
-    X, y = _digits_for_the_log()
-    clf = tiny_classifier(max_epochs=40, lr=0.01, patience=2, verbose=1, early_stopping=True,
-                          early_stopping_monitor="valid_acc_subsets").fit(X, y)
-    accuracy = np.asarray(clf.net_.history[:, "valid_acc_subsets"])
-    best = int(np.argmax(accuracy))
-    assert best > 2 and accuracy[best] > accuracy[0]  # a rising curve: the two rules disagree on it
-    assert len(accuracy) == best + 1 + 2  # stopped `patience` epochs after the first best
-    out = capsys.readouterr().out
-    assert "Stopping since valid_acc_subsets has not improved" in out
-    assert f"Restoring best model from epoch {best + 1}." in out
+def test_n_subsets_above_the_number_of_subsets_warns(image_table_data):
+    """Catches a grid over n_subsets that silently does nothing: with 2 modalities only 3
+    subsets exist, so 5 is capped, and says so; "auto" is min(8, 3) without a word."""
+    X, y = image_table_data
+    with pytest.warns(UserWarning, match="n_subsets=5 exceeds the 3 non-empty subsets of 2 modalities"):
+        tiny_classifier(n_subsets=5, max_epochs=1).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="n_subsets")
+        model = tiny_classifier(max_epochs=1).fit(X, y)
+        assert model.net_.module_.n_subsets == 3
+        assert tiny_classifier(n_subsets=2, max_epochs=1).fit(X, y).net_.module_.n_subsets == 2

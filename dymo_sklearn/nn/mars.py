@@ -1,4 +1,4 @@
-"""MARS network: the DyMo backbone plus a mixture of experts routed by missingness residuals.
+"""MARS network: the shared backbone plus a mixture of experts routed by missingness residuals.
 
 Training pairs each sample's representation fused from everything it observed (z_full) with one
 fused from a random sub-pattern (z_partial). A *residual router* sees r = z_full - z_partial
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._random import Stochastic, random_present_subset
-from .network import DyMoNetwork
+from .._random import random_present_subset
+from .backbone import Backbone
 
 
 def top_k_gates(logits, k):
@@ -39,19 +39,16 @@ def router_gap(residual_logits, feature_logits):
     return 0.5 * (torch.softmax(residual_logits, 1) - torch.softmax(feature_logits, 1)).abs().sum(1)
 
 
-class MARSNetwork(Stochastic, nn.Module):
-    """Backbone (encoders + masked fusion transformer + full-input head), experts and routers."""
+class MARSNetwork(Backbone):
+    """The backbone, a full-input head, experts and the two routers."""
 
     def __init__(self, modality_names, modality_shapes, encoder_specs, n_classes, d_model=64, n_heads=4,
                  n_layers=2, dropout=0.1, n_experts=4, top_k=2, expert_hidden=128, noise=True, noise_scale=5.0,
                  residual_router=True, standardize_inputs=False, input_scaling=None):
-        super().__init__()
-        self.backbone = DyMoNetwork(modality_names, modality_shapes, encoder_specs, n_classes, d_model=d_model,
-                                    n_heads=n_heads, n_layers=n_layers, projection_dim=1, dropout=dropout,
-                                    n_subsets=1, entry_dropout=0.0, standardize_inputs=standardize_inputs,
-                                    input_scaling=input_scaling)
-        self.modality_names = list(modality_names)
-        n_modalities = len(self.modality_names)
+        super().__init__(modality_names, modality_shapes, encoder_specs, d_model=d_model, n_heads=n_heads,
+                         n_layers=n_layers, dropout=dropout, standardize_inputs=standardize_inputs,
+                         input_scaling=input_scaling)
+        self.classifier = nn.Linear(d_model, n_classes)
         self.top_k = min(top_k, n_experts)
         self.noise = noise
         self.noise_scale = noise_scale
@@ -59,19 +56,9 @@ class MARSNetwork(Stochastic, nn.Module):
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(d_model, expert_hidden), nn.GELU(), nn.Linear(expert_hidden, d_model))
             for _ in range(n_experts))
-        self.residual_router = nn.Linear(2 * d_model + n_modalities, n_experts)
-        self.feature_router = nn.Linear(d_model + n_modalities, n_experts)
+        self.residual_router = nn.Linear(2 * d_model + self.n_modalities, n_experts)
+        self.feature_router = nn.Linear(d_model + self.n_modalities, n_experts)
         self.head = nn.Linear(d_model, n_classes)
-
-    def __setstate__(self, state):
-        if "noise_logit" in state.get("_parameters", {}):
-            raise ValueError("This MARS model was pickled by dymo_sklearn 0.1, whose routers were reworked "
-                             "(issue 14); fit it again.")
-        super().__setstate__(state)
-
-    def encode(self, inputs):
-        """Tokens (B, L, d) and modality presence (B, M) of NaN-marked inputs."""
-        return self.backbone.encode(inputs)
 
     def mixture(self, hidden, gates):
         """Gate-weighted sum of the experts' outputs (residual form), then the head."""
@@ -88,14 +75,14 @@ class MARSNetwork(Stochastic, nn.Module):
 
     def route(self, tokens, present):
         """Inference: fuse what is observed, route with the feature router; logits and gates."""
-        hidden = self.backbone.fuse(tokens, present)
+        hidden = self.fuse(tokens, present)
         gates = top_k_gates(self.feature_logits(hidden, present), self.top_k)
         return self.mixture(hidden, gates), gates
 
     def paired(self, tokens, present, partial):
         """z_full, z_partial and both routers' logits of samples seen whole and through ``partial``."""
         batch = tokens.shape[0]
-        hidden = self.backbone.fuse(torch.cat([tokens, tokens]), torch.cat([present, partial]))
+        hidden = self.fuse(torch.cat([tokens, tokens]), torch.cat([present, partial]))
         full, part = hidden[:batch], hidden[batch:]
         return full, part, self.feature_logits(part, partial), self.residual_logits(full, part, partial)
 
@@ -125,7 +112,7 @@ class MARSNetwork(Stochastic, nn.Module):
             routing_logits = residual_logits
         gates = top_k_gates(routing_logits, self.top_k)
         partial_logits = self.mixture(part, gates)
-        full_logits = self.backbone.classifier(full)
+        full_logits = self.classifier(full)
         imitation = (F.kl_div(torch.log_softmax(feature_logits, 1), torch.softmax(residual_logits, 1).detach(),
                               reduction="batchmean") if self.use_residual_router else feature_logits.new_zeros(()))
         auxiliary = {

@@ -12,8 +12,37 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import KFold
 
-from .._calibration import hide_modalities
 from ._imputer import fit_recoverer, recover
+
+
+def hide_modalities(arrays, rng):
+    """Copy of ``arrays`` with extra missingness, as recovery-aware training hides modalities.
+
+    With several modalities each sample loses k of its present modalities, k uniform in
+    1 .. (present - 1), so at least one stays. A single modality instead loses a random
+    fraction U(0, 0.8) of its observed entries, keeping at least one.
+    """
+    names = list(arrays)
+    hidden = {name: array.copy() for name, array in arrays.items()}
+    n_samples = next(iter(arrays.values())).shape[0]
+    if len(names) == 1:
+        flat = hidden[names[0]].reshape(n_samples, -1)
+        observed = ~np.isnan(flat)
+        drop = observed & (rng.random(flat.shape) < rng.uniform(0, 0.8, size=(n_samples, 1)))
+        keep_one = np.argmax(observed, axis=1)
+        drop[np.arange(n_samples), keep_one] = False
+        flat[drop] = np.nan
+        return hidden
+    present = np.stack([~np.isnan(a.reshape(n_samples, -1)).all(1) for a in arrays.values()], axis=1)
+    n_present = present.sum(1)
+    n_drop = np.floor(rng.random(n_samples) * np.maximum(n_present - 1, 0)).astype(int) + (n_present > 1)
+    # Rank present modalities randomly; drop the n_drop lowest ranks.
+    scores = np.where(present, rng.random(present.shape), np.inf)
+    ranks = np.argsort(np.argsort(scores, axis=1), axis=1)
+    drop = present & (ranks < n_drop[:, None])
+    for index, name in enumerate(names):
+        hidden[name][drop[:, index]] = np.nan
+    return hidden
 
 
 def cross_fitted_recoveries(recoverer, arrays, n_folds, rng):

@@ -16,7 +16,7 @@ from torch import nn
 
 from .._random import Stochastic
 from ..nn.encoders import build_encoder
-from ..nn.network import FusionBlock
+from ..nn.backbone import FusionBlock
 from ._neural import NeuralRecoverer
 
 
