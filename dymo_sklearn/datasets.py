@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_breast_cancer, load_digits
@@ -157,7 +159,8 @@ def _polymnist_tuples(images, labels, n_modalities, n_samples, background, image
     return MultimodalDict(**views), y
 
 
-FASHION_MNIST_FOLDER = "/usr/share/datasets/fashion-mnist"
+# Where Debian's dataset-fashion-mnist package installs the IDX files; the last place looked.
+DEBIAN_FASHION_MNIST_FOLDER = "/usr/share/datasets/fashion-mnist"
 
 
 def _read_idx(path):
@@ -180,12 +183,14 @@ def _read_idx(path):
 
 
 def make_multiview_fashion(n_modalities=5, n_samples=None, *, background=0.5, image_size=28, split="train",
-                           random_state=0, folder=FASHION_MNIST_FOLDER):
-    """PolyMNIST-like data from the 70,000 real Fashion-MNIST images of Debian's package.
+                           random_state=0, folder=None):
+    """PolyMNIST-like data from the 70,000 real Fashion-MNIST images.
 
-    Built like :func:`make_multiview_mnist`; the images come from the gzipped IDX files of
-    ``dataset-fashion-mnist`` (``apt-get install dataset-fashion-mnist``; nothing is downloaded
-    at run time). Train tuples are drawn from the 60,000 training images, test tuples from the
+    Built like :func:`make_multiview_mnist` from the four gzipped IDX files of Fashion-MNIST
+    (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``, ``t10k-...``), as
+    published by Zalando Research and packaged by Debian as ``dataset-fashion-mnist``
+    (``apt-get install dataset-fashion-mnist`` puts them in
+    ``/usr/share/datasets/fashion-mnist``). Nothing is downloaded at run time. Train tuples are drawn from the 60,000 training images, test tuples from the
     10,000 test images, so the two never share an image.
 
     Parameters
@@ -197,7 +202,9 @@ def make_multiview_fashion(n_modalities=5, n_samples=None, *, background=0.5, im
     image_size : {28, 14, 7}, default=28
     split : {"train", "test"}, default="train"
     random_state : int, RandomState or None, default=0
-    folder : str or Path, default="/usr/share/datasets/fashion-mnist"
+    folder : str or Path, default=None
+        The folder holding the IDX files. None: the environment variable
+        ``DYMO_FASHION_MNIST`` if set, else Debian's ``/usr/share/datasets/fashion-mnist``.
 
     Returns
     -------
@@ -209,13 +216,15 @@ def make_multiview_fashion(n_modalities=5, n_samples=None, *, background=0.5, im
     _check_image_size(image_size)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    if folder is None:
+        folder = os.environ.get("DYMO_FASHION_MNIST") or DEBIAN_FASHION_MNIST_FOLDER
     prefix = "train" if split == "train" else "t10k"
     paths = [Path(folder) / f"{prefix}-{kind}-idx{dims}-ubyte.gz" for kind, dims in (("images", 3), ("labels", 1))]
     absent = [str(path) for path in paths if not path.is_file()]
     if absent:
         raise FileNotFoundError(
-            f"Fashion-MNIST files {absent} are missing: install Debian's package with "
-            "`apt-get install dataset-fashion-mnist` (or pass folder= where the IDX files are).")
+            f"Fashion-MNIST files {absent} are missing: pass folder= where the IDX files are, set "
+            "DYMO_FASHION_MNIST to that folder, or install Debian's `dataset-fashion-mnist` package.")
     images = _read_idx(paths[0]).astype(np.float32) / 255.0
     labels = _read_idx(paths[1]).astype(np.int64)
     if images.shape[1:] != (28, 28) or len(images) != len(labels):

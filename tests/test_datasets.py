@@ -72,11 +72,26 @@ def test_fashion_tuples_come_from_the_idx_files(tmp_path):
     X_test, y_test = make_multiview_fashion(2, 10, background=0.0, split="test", folder=tmp_path, image_size=14)
     assert X_test["m1"].shape == (10, 1, 14, 14)
     assert (X_test["m1"].mean(axis=(1, 2, 3)) * 255 > 127).all()
-    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    with pytest.raises(FileNotFoundError, match="DYMO_FASHION_MNIST.*dataset-fashion-mnist"):
         make_multiview_fashion(folder=tmp_path / "nowhere")
     (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"not gzip")
     with pytest.raises(ValueError, match="train-images-idx3-ubyte.gz is not a gzipped IDX file"):
         make_multiview_fashion(folder=tmp_path)
+
+
+def test_fashion_folder_comes_from_the_environment(tmp_path, monkeypatch):
+    """Catches a folder= default that ignores DYMO_FASHION_MNIST (only Debian's path looked at)."""
+    from dymo_sklearn.datasets import make_multiview_fashion
+
+    labels = np.arange(12) % 2
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", np.full((12, 28, 28), 7))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", labels)
+    monkeypatch.setenv("DYMO_FASHION_MNIST", str(tmp_path))
+    X, y = make_multiview_fashion(2, 6, background=0.0, random_state=0)
+    assert set(y) <= {0, 1} and np.allclose(X["m0"], 7 / 255)
+    monkeypatch.setenv("DYMO_FASHION_MNIST", str(tmp_path / "elsewhere"))
+    with pytest.raises(FileNotFoundError, match="elsewhere"):
+        make_multiview_fashion(2, 6)
 
 
 def _write_ts(path, series, labels):
