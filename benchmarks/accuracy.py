@@ -15,9 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from dymo_sklearn.datasets import apply_missing
 
-from sklearn.base import clone
-
-from .common import (MODES, REWARDS, CachedRecovery, load_split, make_model, oracle_correct, recoverers,
+from .common import (MODES, REWARDS, load_split, make_model, oracle_correct, recoverers,
                      with_recoverer)
 
 
@@ -51,16 +49,9 @@ def model_configs(dataset, quick):
 THRESHOLDS = {"log": (0.0, 0.05, 0.1, 0.2), "prob": (0.0, 0.02, 0.05)}
 
 
-# Labels of the rows of the held-out-threshold comparison (main config only).
-AUTO = "dymo/log auto"
-AUTO_PAPER = "dymo/log thr=0, auto net"
-AUTO_NONE = "none, auto net"
-AUTO_ALL = "all, auto net"
-AUTO_METHODS = [AUTO, AUTO_PAPER, AUTO_NONE, AUTO_ALL]
-
-
 def run_dataset(dataset, seeds, quick, log):
-    """Raw records: one dict per (seed, config, recoverer, rate, method), fit info, auto thresholds."""
+    """Raw records: one dict per (seed, config, recoverer, rate, method), fit info, and an empty list
+    (the held-out threshold rows of earlier records; that option is deleted)."""
     records, fit_info, autos = [], [], []
     for seed in seeds:
         r, f, a = run_seed(dataset, seed, quick, log)
@@ -70,15 +61,8 @@ def run_dataset(dataset, seeds, quick, log):
     return records, fit_info, autos
 
 
-def fit_auto(dataset, recoverer, distance, temperature, seed, quick):
-    """Network fitted with ``acceptance_threshold="auto"``: same settings and seed, the recoverer
-    under test (the calibration depends on it), 80 % of the training samples for the network."""
-    return make_model(dataset, distance=distance, temperature=temperature, seed=seed, quick=quick,
-                      recoverer=clone(recoverer), acceptance_threshold="auto")
-
-
 def run_seed(dataset, seed, quick, log, reduced_side_configs=False, skip_baselines=()):
-    """One seed of one data set: (records, fit info, auto-threshold info)."""
+    """One seed of one data set: (records, fit info, [])."""
     full = not quick
     records = []
     fit_info = []
@@ -119,9 +103,6 @@ def run_seed(dataset, seed, quick, log, reduced_side_configs=False, skip_baselin
                     correct, n_subsets = oracle_correct(clf, X_missing, y_test, X_train)
                     add("oracle", correct, n_subsets=n_subsets)
                 log(f"    {rec_name} rate={rate:.2f}: {time.perf_counter() - start:.1f}s")
-            if main:
-                autos.append(auto_rows(dataset, seed, config, rec_name, recoverer, distance, temperature,
-                                       quick, X_train, y_train, tests, y_test, records, log))
     # What a user would pick instead, on the same splits and the same missing test sets.
     Ftrain = flat(X_train)
     for name, baseline in baselines(dataset, full, seed).items():
@@ -134,33 +115,6 @@ def run_seed(dataset, seed, quick, log, reduced_side_configs=False, skip_baselin
                                 method=name, accuracy=float(np.mean(baseline.predict(flat(X_missing)) == y_test))))
         log(f"[{dataset}] seed {seed} baseline {name}: {time.perf_counter() - start:.1f}s")
     return records, fit_info, autos
-
-
-def auto_rows(dataset, seed, config, rec_name, recoverer, distance, temperature, quick, X_train, y_train, tests,
-              y_test, records, log):
-    """Fit the auto-threshold network for one recoverer and evaluate it on the same missing test sets:
-    the fitted threshold (``AUTO``), the paper's 0 on the same network (``AUTO_PAPER``), none and all."""
-    start = time.perf_counter()
-    model = fit_auto(dataset, recoverer, distance, temperature, seed, quick)
-    model.fit(X_train, y_train)
-    fit_seconds = time.perf_counter() - start
-    model.recoverer_ = CachedRecovery(model.recoverer_)
-    for rate, X_missing in tests.items():
-        for method, params in ((AUTO, dict(selection="dymo", acceptance_threshold="auto")),
-                               (AUTO_PAPER, dict(selection="dymo", acceptance_threshold=0.0)),
-                               (AUTO_NONE, dict(selection="none", acceptance_threshold=0.0)),
-                               (AUTO_ALL, dict(selection="all", acceptance_threshold=0.0))):
-            model.set_params(reward="log", **params)
-            records.append(dict(dataset=dataset, seed=seed, config=config, recoverer=rec_name, rate=float(rate),
-                                method=method, accuracy=float(np.mean(model.predict(X_missing) == y_test))))
-    model.set_params(selection="dymo", acceptance_threshold="auto")
-    threshold = float(model.acceptance_threshold_)
-    calibration = {repr(float(k)): float(v) for k, v in getattr(model, "calibration_accuracy_", {}).items()}
-    log(f"    {rec_name} auto: fit {fit_seconds:.1f}s, threshold {threshold:g}, total "
-        f"{time.perf_counter() - start:.1f}s")
-    return dict(dataset=dataset, seed=seed, config=config, recoverer=rec_name, threshold=threshold,
-                calibration_accuracy=calibration, fit_s=fit_seconds,
-                n_epochs=len(model.net_.history))
 
 
 _STARTED = None

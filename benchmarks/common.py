@@ -16,7 +16,7 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from dymo_sklearn import DyMoClassifier
+from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.datasets import load_breast_cancer_views, make_multiview_digits
 from dymo_sklearn.recovery import fit_recoverer, recover
 
@@ -83,7 +83,7 @@ def make_model(dataset, *, distance, temperature, seed, quick, **extra):
         recovery_aware=False,
     )
     params.update(extra)
-    return DyMoClassifier(**params)
+    return DyMoResearchClassifier(**params)
 
 
 def with_recoverer(model, recoverer, X_train):
@@ -244,8 +244,8 @@ def write_report(name, quick, records, report, argv, stem=None, merged=False):
 
 
 def output_folder(quick):
-    """docs/ for a full run; the ignored build/benchmarks/ for a smoke run, which is not documentation."""
-    folder = Path("build/benchmarks" if quick else "docs")
+    """benchmarks/results/ for a full run; the ignored build/benchmarks/ for a smoke run, which is not a record."""
+    folder = Path("build/benchmarks" if quick else "benchmarks/results")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -257,7 +257,7 @@ def params_label(params):
 
 def benchmark_main(name, run_seed, report, argv=None, *, datasets=None, seeds=(0, 1, 2), options=None):
     """The command line of the per-seed benchmarks: ``--quick`` (seed 0, small settings, into
-    build/benchmarks/), ``--seeds``, ``--threads``, ``--name`` and, with ``datasets``, ``--datasets``. Runs
+    build/benchmarks/; a full run writes into benchmarks/results/), ``--seeds``, ``--threads``, ``--name`` and, with ``datasets``, ``--datasets``. Runs
     ``run_seed(dataset, seed, quick)`` (or ``run_seed(seed, quick)``) and writes the report.
     ``options`` maps further flags to ``add_argument`` keywords; their values reach ``run_seed``
     as keyword arguments. ``--report-from A.json B.json`` runs nothing: it renders the report of

@@ -13,7 +13,7 @@ from sklearn.impute import KNNImputer, SimpleImputer
 
 from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing, make_multiview_digits
-from dymo_sklearn.recovery import fit_recoverer, recover
+from dymo_sklearn.recovery import KNNRecoverer, fit_recoverer, recover
 
 from .common import PeakRSS, best_time, candidates_of, make_model
 
@@ -236,7 +236,7 @@ def predict_ratios(seed=0, n_train=1500, n_test=4096, repeats=3, device="cpu"):
     model = make_model("polymnist_digits", distance="cosine", temperature=0.1, seed=seed, quick=False,
                        recoverer=SimpleImputer(), predict_batch_size=1024, device=device)
     model.fit(train, y[:n_train])
-    default = DyMoClassifier(device=device)._recoverer()
+    default = KNNRecoverer(n_neighbors=5, device=device)  # the default recoverer
     fitted = {"mean": model.recoverer_, "default": fit_recoverer(default, train),
               "KNNImputer": fit_recoverer(KNNImputer(), train)}
     network = model.net_.module_

@@ -1,7 +1,7 @@
 """Fit time of DyMoClassifier on a chosen device, next to the dilemma run's CPU figures.
 
 Issue 11 asks for the Fashion-MNIST set's fit time on 2 cores and on a GPU. The CPU figures are
-the dilemma run's (``docs/dilemma_fashion.json``). This benchmark fits the same two models on
+the dilemma run's (``benchmarks/results/dilemma_fashion.json``). This benchmark fits the same two models on
 the same data and seed on ``--device``: ``DyMoClassifier()`` as shipped (default recoverer) and
 the paper's training (``recovery_aware=False``). It times each fit and each model's ``predict``
 at the highest missing rate, and scores ``none``, ``all`` and ``dymo`` on the same missing test
@@ -9,7 +9,7 @@ sets, so that the accuracies can be set beside the CPU run's. A GPU does not giv
 numbers bit for bit, so the accuracies are expected to agree within seed noise, not exactly.
 
     python -m benchmarks.device_fit --device cuda --datasets polymnist_fashion --seeds 0 --threads 8 \\
-        --name device_fit_fashion                  # docs/device_fit_fashion.md and .json
+        --name device_fit_fashion                  # benchmarks/results/device_fit_fashion.md and .json
     python -m benchmarks.device_fit --quick        # smoke run on the CPU into build/benchmarks/
 """
 
@@ -29,7 +29,7 @@ from .common import benchmark_main, load_split
 from .dilemma import PAPER_TRAINING, SHIPPED, shipped
 
 MODES = ("none", "all", "dymo")
-CPU_RECORDS = (Path("docs/dilemma.json"), Path("docs/dilemma_fashion.json"))
+CPU_RECORDS = (Path("benchmarks/results/dilemma.json"), Path("benchmarks/results/dilemma_fashion.json"))
 
 
 def _synchronize(device):
@@ -88,7 +88,7 @@ def report(records, command):
     lines = ["# DyMoClassifier's fit time on a device", "",
              f"Produced by `{command}` on {where} (torch {', '.join(sorted(frame.torch.unique()))}): "
              "`DyMoClassifier()` as shipped (default recoverer) and the paper's training, fitted on the data "
-             "and seeds of the dilemma run, beside that run's CPU figures (`docs/dilemma*.json`, the default "
+             "and seeds of the dilemma run, beside that run's CPU figures (`benchmarks/results/dilemma*.json`, the default "
              "recoverer's rows over the same seeds, else -; their thread count is on the dilemma pages). `predict` "
              "is timed once on the test "
              "set at the highest η, recovery included. Accuracy in %."]

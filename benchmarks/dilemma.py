@@ -6,7 +6,7 @@ other setting at its default (``shipped``), the same with the paper's training
 pattern specialists (one logistic regression per missing pattern, trained on exactly the
 observed modalities: what a recovered modality cannot add information beyond).
 
-    python -m benchmarks.dilemma --jobs 2            # docs/dilemma.md and docs/dilemma.json
+    python -m benchmarks.dilemma --jobs 2            # benchmarks/results/dilemma.md and benchmarks/results/dilemma.json
     python -m benchmarks.dilemma --quick              # smoke run into build/benchmarks/
     python -m benchmarks.dilemma --datasets polymnist_fashion --seeds 0 --recoverers knn --jobs 1 \
         --threads 2 --name dilemma_fashion            # 10,000 Fashion-MNIST tuples (apt package)
@@ -38,6 +38,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from dymo_sklearn import DyMoClassifier
+from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.datasets import apply_missing
 from dymo_sklearn.recovery import MultimodalVAERecoverer, fit_recoverer
 
@@ -55,10 +56,11 @@ PER_FIT = ("random_state", "device", "recoverer", "selection")  # set by the run
 
 
 def shipped(recoverer, seed, quick, **params):
-    """DyMoClassifier with its defaults; only the recoverer, seed and device are set (and, for a
-    smoke run, fewer epochs)."""
+    """DyMoClassifier's defaults; only the recoverer, seed and device are set (and, for a smoke run,
+    fewer epochs). Built as ``DyMoResearchClassifier`` (the same defaults), whose ablation modes
+    (``simultaneous``, ``iterative``) and paper's training (``recovery_aware=False``) the page shows."""
     extra = dict(max_epochs=3) if quick else {}
-    return DyMoClassifier(recoverer=recoverer, random_state=seed, device="cpu", **extra, **params)
+    return DyMoResearchClassifier(recoverer=recoverer, random_state=seed, device="cpu", **extra, **params)
 
 
 def evaluate(model, tests, y_test, add, label, recoverer):
@@ -409,7 +411,7 @@ def main(argv=None):
     parser.add_argument("--params", type=json.loads, default={},
                         help="JSON of DyMoClassifier parameters that replace its defaults (a candidate default)")
     parser.add_argument("--report-from", nargs="+", default=None, metavar="JSON",
-                        help="run nothing: write docs/<name>.md and .json from the records of these runs (fit times: "
+                        help="run nothing: write benchmarks/results/<name>.md and .json from the records of these runs (fit times: "
                              "the first run that timed a data set, model and recoverer)")
     args = parser.parse_args(argv)
     if args.report_from:

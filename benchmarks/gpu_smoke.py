@@ -48,15 +48,11 @@ def main(out):
 
     big = apply_missing(X[np.resize(test, 8192)], 0.8, random_state=2)
     times = {}
-    for label, selection, threshold in [("all", "all", "auto"), ("dymo auto", "dymo", "auto"),
-                                        ("dymo paper", "dymo", 0.0)]:
-        clf.set_params(selection=selection, acceptance_threshold=threshold, predict_batch_size=1024)
-        times[label] = timed_predict(clf, big)
-    print(f"auto threshold chosen: {clf.acceptance_threshold_}")
+    for selection in ("all", "dymo"):
+        clf.set_params(selection=selection, predict_batch_size=1024)
+        times[selection] = timed_predict(clf, big)
     print("predict 8192 samples, batch 1024: " + ", ".join(f"{k} {v:.3f} s" for k, v in times.items())
-          + f"; dymo/all ratio: auto {times['dymo auto'] / times['all']:.2f}, "
-          f"paper rule {times['dymo paper'] / times['all']:.2f}")
-    clf.set_params(acceptance_threshold="auto")
+          + f"; dymo/all ratio: {times['dymo'] / times['all']:.2f}")
 
     small, small_y = make_multiview_digits(2, n_samples=360, background=1.0, random_state=0)
     tiny = DyMoClassifier(recoverer=SimpleImputer(), device="cuda", random_state=0, max_epochs=2,

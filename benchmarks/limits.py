@@ -1,5 +1,5 @@
 """Scale limits of DyMoClassifier (issue 5): many classes, incomplete training data, many
-modalities, large predictions. Writes docs/limits.md.
+modalities, large predictions. Writes benchmarks/results/limits.md.
 
 Run: ``python -m benchmarks.limits`` (about 3 minutes on 2 CPU cores, 1 torch thread).
 """
@@ -106,7 +106,7 @@ def main():
     ]
     lines += [f"| {r['case']} | {r['fit_s']:.1f} | {r['predict_s']:.2f} | {r['peak_mib']:.1f} | "
               f"{r['accuracy']:.3f} | {r['note']} |" for r in rows]
-    Path("docs/limits.md").write_text("\n".join(lines) + "\n")
+    Path("benchmarks/results/limits.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -1,5 +1,5 @@
 """Compare recoverers (issue 3): reconstruction error, class alignment, fit/transform time and the
-downstream accuracy of dymo / all / none with each. Writes docs/recoverers.md and .json.
+downstream accuracy of dymo / all / none with each. Writes benchmarks/results/recoverers.md and .json.
 
 Run: ``python -m benchmarks.recoverers`` (``--quick`` for a smoke run). One torch thread.
 """

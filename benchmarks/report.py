@@ -1,4 +1,4 @@
-"""Turn the raw benchmark records into docs/benchmarks.md tables and PNG plots."""
+"""Turn the raw benchmark records into benchmarks/results/benchmarks.md tables and PNG plots."""
 
 from __future__ import annotations
 

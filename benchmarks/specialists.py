@@ -7,7 +7,7 @@ For every data set and seed of the dilemma benchmark, on the same test set at it
 missing pattern of three kinds: a logistic regression, an RBF support vector machine and the
 same network as ``DyMoClassifier()`` as shipped, trained on exactly the pattern's modalities. It
 reports each bank, two per-pattern choices of the best of the three and shipped DyMo's accuracy
-on the same samples, read from ``docs/dilemma.json`` (and ``docs/dilemma_fashion.json``):
+on the same samples, read from ``benchmarks/results/dilemma.json`` (and ``benchmarks/results/dilemma_fashion.json``):
 
 * *validation-chosen*: the kind with the best accuracy on a held-out fifth of the training data
   (each kind refitted on the other four fifths to choose), a bank a user could build;
@@ -18,7 +18,7 @@ A second table sets beside the banks the accuracy a goal of one point above the 
 alternative asks of DyMo (its own none/all, KNNImputer + LogReg, IterativeImputer + LogReg, HGB),
 from the same dilemma records: where that goal lies above the banks, no per-pattern model reached it.
 
-    python -m benchmarks.specialists      # docs/specialists.md and docs/specialists.json
+    python -m benchmarks.specialists      # benchmarks/results/specialists.md and benchmarks/results/specialists.json
     python -m benchmarks.specialists --datasets polymnist_fashion --seeds 0 --threads 1 --name specialists_fashion
     python -m benchmarks.specialists --quick
 """
@@ -134,7 +134,7 @@ def validation_chosen(rows):
     return correct
 
 
-def dilemma_figures(paths=(Path("docs/dilemma.json"), Path("docs/dilemma_fashion.json"))):
+def dilemma_figures(paths=(Path("benchmarks/results/dilemma.json"), Path("benchmarks/results/dilemma_fashion.json"))):
     """(dataset, seed, rate) -> {method: accuracy} of the shipped model with the default recoverer
     (``none``, ``all``, ``dymo``, ...) and of the simple pipelines (``peer`` rows), from the dilemma runs."""
     records = [r for path in paths if path.is_file() for r in json.loads(path.read_text())["records"]]
@@ -185,7 +185,7 @@ def goal_table(per_dataset, figures):
               if left_out else [])]
 
 
-def trained_as(network_params, path=Path("docs/training_length.json")):
+def trained_as(network_params, path=Path("benchmarks/results/training_length.json")):
     """The same mapping for DyMo trained with ``network_params``, from the training-length run."""
     if not path.is_file():
         return {}
@@ -201,8 +201,8 @@ def report(records, command):
     trained = f" with `{params_label(network_params)}`" if network_params else ""
     outdated = outdated_settings(records)
     fitted_as = (f" (fitted with `{params_label(outdated)}`, the default when they ran)" if outdated else "")
-    source = ("docs/training_length.json, trained the same way" if network_params else
-              "docs/dilemma.json (docs/dilemma_fashion.json for Fashion-MNIST)")
+    source = ("benchmarks/results/training_length.json, trained the same way" if network_params else
+              "benchmarks/results/dilemma.json (benchmarks/results/dilemma_fashion.json for Fashion-MNIST)")
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
     title = "# Pattern specialists at the highest missing rate"
     title += "" if set(datasets) == set(DATASETS) else f": {', '.join(datasets)}"
@@ -263,7 +263,7 @@ def main(argv=None):
     options = {"--network-params": {"type": json.loads, "default": None,
                                     "help": 'JSON of DyMoClassifier parameters for the network specialists, e.g. '
                                             '\'{"max_epochs": 100, "patience": 10}\' (DyMo is then read from '
-                                            'docs/training_length.json)'}}
+                                            'benchmarks/results/training_length.json)'}}
     benchmark_main("specialists", run_seed, report, argv, datasets=DATASETS, options=options)
 
 

@@ -5,7 +5,7 @@ the breast-cancer views as they come (``breast_cancer_raw``: feature scales from
 per seed and missing rate: accuracy of ``dymo`` and of ``none`` (discarding) for both settings.
 Everything else is at its default, with the default recoverer.
 
-    python -m benchmarks.standardize                 # docs/standardize.md and docs/standardize.json
+    python -m benchmarks.standardize                 # benchmarks/results/standardize.md and benchmarks/results/standardize.json
     python -m benchmarks.standardize --quick         # smoke run into build/benchmarks/
 """
 

@@ -3,14 +3,14 @@
 Fits ``DyMoClassifier()`` with the ``--params`` given (by default ``max_epochs=100,
 patience=10``, the schedule measured here against the 50 / 5 one before it became the default)
 on the dilemma benchmark's splits and missing test sets (``benchmarks.dilemma``: same seeds,
-default recoverer) and sets it beside the shipped model's figures in ``docs/dilemma.json`` (the
+default recoverer) and sets it beside the shipped model's figures in ``benchmarks/results/dilemma.json`` (the
 same fits when the code and seeds are unchanged). Those figures are copied into the run's own
 records when it is made, so that a page re-rendered later still compares against the defaults
 of its day. Accuracy of ``none``, ``all`` and ``dymo`` per η, epochs run and fit time.
 
-    python -m benchmarks.training_length          # docs/training_length.md and .json
+    python -m benchmarks.training_length          # benchmarks/results/training_length.md and .json
     python -m benchmarks.training_length --quick  # smoke run into build/benchmarks/
-    python -m benchmarks.training_length --params '{"subset_sampling": "by_size"}' --name subset_sampling
+    python -m benchmarks.training_length --params '{"n_subsets": 8}' --name n_subsets
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def run_seed(dataset, seed, quick, params=None):
     return rows
 
 
-def shipped_records(dataset, seed, path=Path("docs/dilemma.json")):
+def shipped_records(dataset, seed, path=Path("benchmarks/results/dilemma.json")):
     """The shipped model (default recoverer) of one (data set, seed) in the dilemma run, as rows
     of this benchmark; [] when that run is absent."""
     if not path.is_file():
@@ -82,7 +82,7 @@ def report(records, command):
              else f"The shipped model against {variant}")
     lines = [f"# {title}", "",
              f"Produced by `{command}` ({torch.get_num_threads()} torch thread(s)): `DyMoClassifier()` as shipped "
-             f"(copied from docs/dilemma.json when the run was made: same splits, seeds {seeds} and missing test "
+             f"(copied from benchmarks/results/dilemma.json when the run was made: same splits, seeds {seeds} and missing test "
              f"sets) against the same "
              f"model with `{variant}`. Default recoverer; accuracy in %, mean ± sd over seeds.", "",
              "| data set | η | method | " + " | ".join(models) + " | difference |",

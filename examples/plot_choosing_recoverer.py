@@ -43,8 +43,10 @@ for label, recoverer in recoverers.items():
     start = time.perf_counter()
     clf = DyMoClassifier(recoverer=recoverer, d_model=32, n_heads=2, n_layers=1, projection_dim=16,
                          max_epochs=20, acceptance_threshold=0.0, random_state=0)
+    print(f"fitting DyMo with {label} ...", flush=True)
     clf.fit(X[train], y[train])
     seconds = time.perf_counter() - start
+    print(f"  fitted in {seconds:.0f} s", flush=True)
     for missing, data in (("1 of 3", X_test), ("2 of 3", X_test_2)):
         for selection in ("none", "all", "dymo"):
             clf.set_params(selection=selection)

@@ -28,7 +28,7 @@ X, y = make_multiview_digits(n_modalities=3, n_samples=900, background=1.0, rand
 train, test = train_test_split(np.arange(len(y)), test_size=0.4, stratify=y, random_state=0)
 
 clf = MARSClassifier(d_model=32, n_heads=2, n_layers=1, expert_hidden=64, max_epochs=20, lr=3e-3,
-                     early_stopping=False, random_state=0)
+                     early_stopping=False, random_state=0, verbose=1)  # verbose: one line per epoch
 clf.fit(X[train], y[train])
 for missing in (0, 1 / 3, 2 / 3):
     X_missing = apply_missing(X[test], missing, random_state=1)
