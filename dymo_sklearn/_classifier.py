@@ -353,11 +353,22 @@ class DyMoClassifier(MultimodalClassifier):
         Returns
         -------
         pandas.DataFrame, one row per sample, with columns
-            ``observed`` (modalities with observed entries), ``candidates`` (modalities with a
-            recovered part), ``selected`` (accepted candidates in acceptance order),
+            ``observed`` (modalities with some observed entry), ``missing`` (modalities with
+            no observed entry: wholly recovered), ``partial`` (observed modalities with some
+            entries recovered), ``candidates`` (``missing`` and ``partial``: every modality with
+            a recovered version), ``selected`` (accepted candidates in acceptance order; a
+            partial modality not selected contributes its observed entries only),
             ``reward_<m>`` (reward of candidate m when last evaluated; NaN if never evaluated),
             ``step_<m>`` (1-based step at which m was accepted, 0 if not), ``prediction`` and
             ``prediction_observed_only`` (the ``none`` mode's prediction).
+
+        Notes
+        -----
+        A candidate is accepted when its reward exceeds ``acceptance_threshold`` (0, the
+        paper's rule): a reward of 1e-5 is a tiny but real gain in the prototype confidence.
+        Raise the threshold to accept only clearer gains. The plotting functions label a
+        missing pattern by its candidates, a ``*`` marking a partial one (``labs*``: the labs
+        were measured, some of their entries recovered).
         """
         arrays = self._validated(X)
         run = self._predict_arrays(arrays, (*_SELECTION_OUTPUTS, "logits_observed_only"))

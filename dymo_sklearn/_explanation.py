@@ -31,9 +31,12 @@ def explanation_frame(run, present, modalities, classes):
     """
     names = np.asarray(modalities, dtype=object)
     ranked = np.where(run["selected"], run["order"], np.iinfo(np.int64).max)
+    candidates = np.asarray(run["candidates"], dtype=bool)
     frame = pd.DataFrame({
         "observed": [names[row].tolist() for row in present],
-        "candidates": [names[row].tolist() for row in run["candidates"]],
+        "missing": [names[row].tolist() for row in candidates & ~present],
+        "partial": [names[row].tolist() for row in candidates & present],
+        "candidates": [names[row].tolist() for row in candidates],
         "selected": [names[np.argsort(r, kind="stable")[: int(s.sum())]].tolist()
                      for r, s in zip(ranked, run["selected"])],
     })

@@ -88,7 +88,8 @@ def plot_selection_heatmap(explanation, y=None, *, by="pattern", ax=None, cmap="
     y : array-like of shape (n_samples,), default=None
         True labels for ``by="class"``; None groups by predicted class.
     by : {"pattern", "class"}, default="pattern"
-        Rows: missing pattern (which modalities were recovered) or class.
+        Rows: missing pattern (which modalities were recovered; ``labs*`` marks a modality that
+        was observed with some entries recovered) or class.
     ax : matplotlib.axes.Axes, default=None
         Axes to draw on; None creates a figure.
     cmap : str or Colormap, default="viridis"

@@ -15,20 +15,23 @@ def explanation():
 
 
 def test_explanation_frame_lists_selections_in_acceptance_order():
-    """Catches selected modalities listed in modality order, or predictions not mapped through
-    the class labels."""
+    """Catches selected modalities listed in modality order, predictions not mapped through the
+    class labels, or a measured modality with a few recovered entries listed as missing."""
     run = {
         "selected": np.array([[False, True, True], [True, False, False], [False, False, False]]),
         "order": np.array([[0, 2, 1], [1, 0, 0], [0, 0, 0]]),  # sample 0 accepted c, then b
         "rewards": np.array([[np.nan, 0.2, 0.4], [0.3, -0.1, np.nan], [np.nan, np.nan, np.nan]]),
-        "candidates": np.array([[False, True, True], [True, True, False], [False, False, False]]),
+        # sample 1 observes c only in part: c is a partial candidate, a and b missing ones
+        "candidates": np.array([[False, True, True], [True, True, True], [False, False, False]]),
         "logits": np.array([[0.0, 1.0], [2.0, 0.0], [0.0, 3.0]]),
         "logits_observed_only": np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),
     }
     present = np.array([[True, False, False], [False, False, True], [True, True, True]])
     frame = explanation_frame(run, present, ["a", "b", "c"], np.array(["cat", "dog"]))
     assert frame["observed"].tolist() == [["a"], ["c"], ["a", "b", "c"]]
-    assert frame["candidates"].tolist() == [["b", "c"], ["a", "b"], []]
+    assert frame["candidates"].tolist() == [["b", "c"], ["a", "b", "c"], []]
+    assert frame["missing"].tolist() == [["b", "c"], ["a", "b"], []]
+    assert frame["partial"].tolist() == [[], ["c"], []]
     assert frame["selected"].tolist() == [["c", "b"], ["a"], []]
     assert frame["step_b"].tolist() == [2, 0, 0] and frame["step_c"].tolist() == [1, 0, 0]
     np.testing.assert_array_equal(frame["reward_b"], [0.2, -0.1, np.nan])
