@@ -131,7 +131,9 @@ def _to_float32(name, value):
         raise ValueError(
             f"Modality {name!r} holds values beyond float32's range (|x| > {np.finfo(np.float32).max:.3g}, "
             f"largest {np.nanmax(np.abs(value)):.3g}); rescale it.")
-    return converted
+    # torch takes neither negative strides (np.flip, a[::-1] views) nor, without a warning,
+    # read-only memory: such arrays are copied here, every other float32 array is used as is.
+    return np.require(converted, dtype=np.float32, requirements=["C", "W"])
 
 
 def validate_modalities(X, *, reference_shapes=None):

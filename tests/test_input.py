@@ -1,6 +1,8 @@
 """The input layer: containers, dtypes, shapes and labels become float32 arrays with NaN masks,
 or a clear error naming the modality."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -174,3 +176,21 @@ def test_a_modality_never_observed_in_training_is_refused():
     X["m1"] = np.full_like(X["m1"], np.nan)
     with pytest.raises(ValueError, match="Modalities \\['m1'\\] have no observed entry in the training data"):
         tiny_classifier().fit(X, y)
+
+
+def test_flipped_and_read_only_arrays_are_accepted(image_table_data):
+    """Catches views with negative strides (np.flip, a[::-1]) that crashed in torch at predict,
+    and read-only arrays that made torch warn; both must predict as their plain copies do."""
+    X, y = image_table_data
+    clf = tiny_classifier(max_epochs=1).fit(X, y)
+    flipped = {"image": np.flip(X["image"], 3), "table": X["table"][::-1][::-1]}
+    frozen = {name: np.array(values) for name, values in X.items()}
+    for values in frozen.values():
+        values.setflags(write=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*not writable.*")
+        np.testing.assert_array_equal(clf.predict_proba(frozen), clf.predict_proba(X))
+    expected = clf.predict_proba({"image": np.ascontiguousarray(flipped["image"]), "table": X["table"]})
+    np.testing.assert_array_equal(clf.predict_proba(flipped), expected)
+    reversed_rows = {name: values[::-1] for name, values in X.items()}
+    np.testing.assert_allclose(clf.predict_proba(reversed_rows), clf.predict_proba(X)[::-1], atol=1e-6)
