@@ -112,6 +112,9 @@ def encode_categories(X, fitted):
         for column, categories in columns:
             values = frame[column]
             if categories is None:
+                if pd.api.types.is_complex_dtype(values.dtype):  # to_numpy would drop the imaginary part
+                    raise TypeError(f"Modality {name!r}, column {column!r} holds complex numbers ({values.dtype}); "
+                                    "give their real and imaginary parts (or modulus and phase) as two columns.")
                 try:
                     blocks.append(values.to_numpy(dtype=np.float64, na_value=np.nan)[:, None])
                 except (TypeError, ValueError):

@@ -75,9 +75,13 @@ def _as_array_keep_sparse(name, value):
 
 def _pandas_to_numpy(name, frame):
     """Numbers (nullable dtypes included, pd.NA -> NaN) as float64; anything else is refused."""
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+    from pandas.api.types import is_bool_dtype, is_complex_dtype, is_numeric_dtype
 
     dtypes = frame.dtypes.to_dict() if hasattr(frame, "columns") else {frame.name: frame.dtype}
+    complex_columns = [str(column) for column, dtype in dtypes.items() if is_complex_dtype(dtype)]
+    if complex_columns:
+        raise TypeError(f"Modality {name!r}: columns {complex_columns} hold complex numbers; give their real and "
+                        "imaginary parts (or modulus and phase) as two columns.")
     bad = {str(column): str(dtype) for column, dtype in dtypes.items()
            if not (is_numeric_dtype(dtype) or is_bool_dtype(dtype))}
     if bad:
@@ -91,7 +95,8 @@ def _object_to_float64(name, value):
     flat = value.ravel()
     kinds = {type(element) for element in flat}
     refused = sorted(kind.__name__ for kind in kinds
-                     if not (issubclass(kind, (int, float, np.number, np.bool_)) or kind is type(None)
+                     if issubclass(kind, (complex, np.complexfloating))
+                     or not (issubclass(kind, (int, float, np.number, np.bool_)) or kind is type(None)
                              or kind.__name__ == "NAType"))
     if refused:
         raise TypeError(f"Modality {name!r} holds non-numeric data (object array with {refused}); strings are "

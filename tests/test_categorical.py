@@ -188,3 +188,18 @@ def test_a_table_keeps_the_kind_it_was_fitted_with():
     assert categorical.predict_proba(unknown).shape == (len(y), 3)
     # refitting on numbers forgets the categories of an earlier fit
     assert categorical.fit(numeric, y).categories_ == {}
+
+
+@pytest.mark.parametrize("with_category", [True, False], ids=["categorical frame", "numeric frame"])
+@pytest.mark.parametrize("as_dict", [True, False], ids=["dict", "2-D"])
+def test_complex_columns_are_refused_by_name(with_category, as_dict):
+    """Catches a complex column whose imaginary part is dropped silently (pandas casts it)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "z": rng.normal(size=40) + 1j})
+    if with_category:
+        frame["c"] = rng.choice(["x", "y"], 40)
+    y = np.arange(40) % 2
+    with pytest.raises((TypeError, ValueError), match="[Cc]omplex"):
+        tiny_classifier(max_epochs=1).fit({"t": frame} if as_dict else frame, y)
+    with pytest.raises(TypeError, match="'z'.*complex"):
+        tiny_classifier(max_epochs=1).fit({"t": frame}, y)
