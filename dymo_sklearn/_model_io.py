@@ -10,6 +10,7 @@ Layout of a saved Pipeline (a directory)::
     pipeline.json   format, the step names, the final step's class
     steps.skops     the steps before the final one, as a Pipeline, through skops
     final/          the final estimator, as its own ``save`` writes it
+    manifest.json   the checksums of every file above, final/ included
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from sklearn.pipeline import Pipeline
 
 from ._base import MultimodalClassifier
-from ._persistence import FORMAT, FORMAT_VERSION, check_saveable, read_checked, trusted_types, write_directory
+from ._persistence import FORMAT, FORMAT_VERSION, check_saveable, read_checked, trusted_types, verify_manifest, write_directory
 
 __all__ = ["explain", "load", "save"]
 
@@ -146,6 +147,7 @@ def load(path, *, device=None, encoders=None):
     pipeline_file = path / _PIPELINE_FILE
     if not pipeline_file.is_file():
         return _load_estimator(path, device, encoders)
+    verify_manifest(path)
     config = read_checked(pipeline_file, lambda: json.loads(pipeline_file.read_text()))
     if not isinstance(config, dict) or config.get("format") != FORMAT or config.get("kind") != "Pipeline":
         raise ValueError(f"{pipeline_file} is not a saved dymo_sklearn Pipeline.")

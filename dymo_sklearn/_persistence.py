@@ -8,6 +8,8 @@ Layout of a saved model (a directory)::
     statistics.npz       the estimator's fitted arrays, e.g. DyMo's prototypes and ICS statistics
                          (loaded with allow_pickle=False)
     recoverer.skops      for DyMo: the recoverer parameter and the fitted recoverer
+    manifest.json        the SHA-256 of every other file: any edit, truncation, deletion or
+                         addition is refused at load, naming the file
 
 What an estimator saves besides the network is declared by its class: ``_saved_arrays`` (numpy
 attributes) and ``_saved_estimator`` (a parameter and its fitted attribute, stored through
@@ -16,6 +18,7 @@ skops). There is one format; until a first release it changes without compatibil
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -142,7 +145,8 @@ def save_model(estimator, path):
 def write_directory(path, write):
     """Create the directory ``path`` (absent or empty) with what ``write(folder)`` puts in it.
 
-    It is written as a temporary sibling and renamed at the end: a failure leaves nothing.
+    It is written as a temporary sibling, sealed with a manifest of checksums and renamed at the
+    end: a failure leaves nothing.
     """
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -152,6 +156,7 @@ def write_directory(path, write):
     staging.mkdir()  # the usual permissions (umask), unlike tempfile.mkdtemp's private 0700
     try:
         write(staging)
+        write_manifest(staging)
         if path.exists():
             path.rmdir()
         staging.rename(path)
@@ -159,6 +164,49 @@ def write_directory(path, write):
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+MANIFEST = "manifest.json"
+
+
+def _checksums(folder):
+    """SHA-256 of every file below ``folder`` but its manifest, by relative POSIX path; names
+    starting with a dot (an OS's .DS_Store, say) are not part of a model."""
+    folder = Path(folder)
+    return {path.relative_to(folder).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*"))
+            if path.is_file() and path.relative_to(folder).as_posix() != MANIFEST
+            and not any(part.startswith(".") for part in path.relative_to(folder).parts)}
+
+
+def write_manifest(folder):
+    """Seal ``folder``: write the checksums of its files into its manifest."""
+    (Path(folder) / MANIFEST).write_text(json.dumps({"format": FORMAT, "sha256": _checksums(folder)}, indent=1))
+
+
+def verify_manifest(folder):
+    """Refuse a saved model whose files differ from what save() wrote, naming the file.
+
+    The checksums catch edits, truncation, lost and added files; they are no signature: whoever
+    rewrites a file can rewrite the manifest too, so load() still trusts no code inside.
+    """
+    folder = Path(folder)
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        raise ValueError(f"{manifest} is missing: {folder} was not written by save(), or was edited.")
+    recorded = read_checked(manifest, lambda: json.loads(manifest.read_text()))
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("sha256"), dict):
+        raise ValueError(f"{manifest} is not what save() wrote; the folder was edited.")
+    found = _checksums(folder)
+    for name, digest in recorded["sha256"].items():
+        if name not in found:
+            raise ValueError(f"{folder / name} is missing: the saved model is incomplete.")
+        if found[name] != digest:
+            raise ValueError(f"{folder / name} was changed after save() wrote it (its checksum differs from "
+                             f"{manifest.name}); save the model again.")
+    added = sorted(set(found) - set(recorded["sha256"]))
+    if added:
+        raise ValueError(f"{folder / added[0]} was not written by save(); remove it or save the model again.")
 
 
 def check_saveable(fitted, what):
@@ -208,6 +256,7 @@ def load_model(cls, path, *, device=None, encoders=None):
     config_file = path / "config.json"
     if not config_file.is_file():
         raise ValueError(f"{path} is not a saved {cls.__name__}: {config_file.name} is missing.")
+    verify_manifest(path)
     config = read_checked(config_file, lambda: json.loads(config_file.read_text()))
     if not isinstance(config, dict):
         raise ValueError(f"{config_file} is not a {FORMAT} model file.")

@@ -48,7 +48,8 @@ def test_a_pipeline_saves_and_loads_without_pickle(pipeline, image_table_data, t
     """Catches a Pipeline that loses a step, its names or its predictions on the way."""
     X, _ = image_table_data
     dymo_sklearn.save(pipeline, tmp_path / "model")
-    assert sorted(path.name for path in (tmp_path / "model").iterdir()) == ["final", "pipeline.json", "steps.skops"]
+    assert sorted(path.name for path in (tmp_path / "model").iterdir()) == ["final", "manifest.json", "pipeline.json",
+                                                                          "steps.skops"]
     loaded = dymo_sklearn.load(tmp_path / "model", device="cpu")
     assert [name for name, _ in loaded.steps] == [name for name, _ in pipeline.steps]
     np.testing.assert_array_equal(loaded.predict_proba(X), pipeline.predict_proba(X))
@@ -81,3 +82,12 @@ def test_load_names_what_is_not_a_model(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not a saved dymo_sklearn model"):
         dymo_sklearn.load(tmp_path / "empty")
+
+
+def test_an_edited_pipeline_step_is_refused(pipeline, tmp_path):
+    """Catches a saved Pipeline whose own files (not the estimator's) escape the checksums."""
+    dymo_sklearn.save(pipeline, tmp_path / "model")
+    steps = tmp_path / "model" / "steps.skops"
+    steps.write_bytes(steps.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="steps.skops was changed after save"):
+        dymo_sklearn.load(tmp_path / "model")

@@ -15,6 +15,7 @@ from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 
 from dymo_sklearn import DyMoClassifier, MARSClassifier
+from dymo_sklearn._persistence import write_manifest
 from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.nn import VectorEncoder
 
@@ -65,6 +66,7 @@ def test_incompatible_or_foreign_files_fail_clearly(image_table_data, tmp_path):
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     config["format_version"] = 99
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    write_manifest(tmp_path / "m")  # an edit sealed again: the deeper checks must still refuse it
     with pytest.raises(ValueError, match="format version 99"):
         DyMoClassifier.load(tmp_path / "m")
     with pytest.raises(ValueError, match="not a saved DyMoClassifier"):
@@ -100,6 +102,9 @@ def test_a_tampered_recoverer_file_is_refused_before_anything_runs(image_table_d
     tiny_classifier().fit(X, y).save(tmp_path / "m")
     evil = make_pipeline(FunctionTransformer(payload, kw_args={}), SimpleImputer())
     skops.io.dump({"param": evil, "fitted": evil}, tmp_path / "m" / "recoverer.skops")
+    with pytest.raises(ValueError, match="recoverer.skops was changed after save"):
+        DyMoClassifier.load(tmp_path / "m")
+    write_manifest(tmp_path / "m")  # an attacker can recompute the checksums: the types are still refused
     with pytest.raises(ValueError, match=f"does not trust.*{payload.__module__}.{payload.__name__}"):
         DyMoClassifier.load(tmp_path / "m")
 
@@ -136,7 +141,37 @@ def test_damaged_files_give_an_error_naming_the_file(image_table_data, tmp_path,
         else:
             config["params"]["temperature"] = -1.0
         (folder / file).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=re.escape(file) + ".*changed after save"):
+        DyMoClassifier.load(folder)
+    write_manifest(folder)  # sealed again, the reading itself must still name the file
     with pytest.raises(ValueError, match=re.escape(file)):
+        DyMoClassifier.load(folder)
+
+
+@pytest.mark.parametrize("edit", ["swap classes", "add file", "delete file", "drop manifest"])
+def test_any_edit_of_a_saved_model_is_refused_naming_the_file(image_table_data, tmp_path, edit):
+    """Catches edits that load and silently change predictions (two classes swapped in
+    config.json inverts them), files lost or added, and a folder without its manifest."""
+    X, y = image_table_data
+    tiny_classifier(max_epochs=1).fit(X, y).save(tmp_path / "m")
+    folder = tmp_path / "m"
+    expected = {"swap classes": "config.json was changed", "add file": "notes.txt was not written by save",
+                "delete file": "statistics.npz is missing", "drop manifest": "manifest.json is missing"}[edit]
+    if edit == "swap classes":
+        config = json.loads((folder / "config.json").read_text())
+        config["classes"][:2] = config["classes"][1::-1]
+        (folder / "config.json").write_text(json.dumps(config))
+    elif edit == "add file":
+        (folder / "notes.txt").write_text("mine")
+    elif edit == "delete file":
+        (folder / "statistics.npz").unlink()
+    else:
+        (folder / "manifest.json").unlink()
+    with pytest.raises(ValueError, match=expected):
+        DyMoClassifier.load(folder)
+    (folder / ".DS_Store").write_text("an OS file")  # dot files are no part of a model
+    if edit == "add file":
+        (folder / "notes.txt").unlink()
         DyMoClassifier.load(folder)
 
 
