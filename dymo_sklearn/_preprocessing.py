@@ -41,6 +41,8 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     transformers_ : dict of str to fitted transformer, "passthrough" or "drop"
+    output_widths_ : dict of str to int
+        Features each fitted transformer returns per sample.
     modalities_ : list of str
         Modalities seen in fit, in order.
 
@@ -127,6 +129,7 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
         present, _ = observed_modalities(arrays)
         self.modalities_ = list(arrays)
         self.transformers_ = {}
+        self.output_widths_ = {}
         for index, (name, array) in enumerate(arrays.items()):
             transformer = self.transformers.get(name, self.remainder)
             if _is_special(transformer):
@@ -135,8 +138,12 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
             rows = present[:, index]
             if not rows.any():
                 raise ValueError(f"Modality {name!r} is missing in every sample: its transformer cannot be fitted.")
-            self.transformers_[name] = clone(transformer).fit(array[rows].reshape(int(rows.sum()), -1),
-                                                               None if y is None else np.asarray(y)[rows])
+            fitted = clone(transformer).fit(array[rows].reshape(int(rows.sum()), -1),
+                                            None if y is None else np.asarray(y)[rows])
+            self.transformers_[name] = fitted
+            # The output width of one sample, for a batch in which nobody has the modality.
+            first = np.flatnonzero(rows)[:1]
+            self.output_widths_[name] = np.asarray(fitted.transform(array[first].reshape(1, -1))).shape[-1]
         return self
 
     def transform(self, X):
@@ -156,18 +163,17 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
                 if transformer == "passthrough":
                     out[name] = array
                 continue
-            out[name] = self._transform_modality(name, transformer, array, present[:, index])
+            out[name] = self._transform_modality(name, transformer, array, present[:, index],
+                                                 self.output_widths_[name])
         return MultimodalDict(**out)
 
     @staticmethod
-    def _transform_modality(name, transformer, array, rows):
+    def _transform_modality(name, transformer, array, rows, width):
         n_samples = array.shape[0]
         flat = array.reshape(n_samples, -1)
         if rows.any():
             values = np.asarray(transformer.transform(flat[rows]), dtype=np.float64)
         else:  # nobody in X has it: all missing, at the transformer's output width
-            width = (len(transformer.get_feature_names_out()) if hasattr(transformer, "get_feature_names_out")
-                     else flat.shape[1])
             values = np.empty((0, width))
         if values.ndim != 2:
             raise ValueError(f"The transformer of modality {name!r} returned shape {values.shape}; expected 2-D.")

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from dymo_sklearn import ModalityTransformer, MultimodalDict
 
@@ -46,6 +46,26 @@ def test_output_width_and_shape(labs_and_scan):
     dropped = ModalityTransformer({"labs": StandardScaler()}, remainder="drop").fit(X).transform(X)
     assert list(dropped) == ["labs"]
     assert list(ModalityTransformer({"labs": "drop"}).fit(X).transform(X)) == ["scan"]
+
+
+def _first_half(values):
+    return values[:, : values.shape[1] // 2]
+
+
+@pytest.mark.parametrize("transformer", [FunctionTransformer(_first_half), PCA(n_components=3)],
+                         ids=["FunctionTransformer", "PCA"])
+def test_a_batch_without_the_modality_keeps_its_transformed_width(labs_and_scan, transformer):
+    """Catches the width of an absent modality taken from its input (a FunctionTransformer has no
+    get_feature_names_out): a batch, or one sample, without the scan failed with a shape error."""
+    X = labs_and_scan
+    fitted = ModalityTransformer({"scan": transformer}).fit(X)
+    width = fitted.transform(X[:5])["scan"].shape[1]
+    for batch in (X[40:], X[45:46]):  # nobody in these rows has the scan
+        out = fitted.transform(batch)
+        assert out["scan"].shape == (len(batch["labs"]), width) and np.isnan(out["scan"]).all()
+    model = make_pipeline(ModalityTransformer({"scan": transformer}), tiny_classifier(max_epochs=1))
+    model.fit(X, np.arange(60) % 2)
+    np.testing.assert_array_equal(model.predict(X[45:46]), model.predict(X[40:])[5:6])
 
 
 def test_pipeline_grid_search_clone_and_pickle(image_table_data):
