@@ -83,6 +83,10 @@ def fit_categories(X):
         frame = X[name]
         if not has_categories(frame):
             continue
+        repeated = sorted({repr(column) for column in frame.columns[frame.columns.duplicated()]})
+        if repeated:  # a column is encoded by name: two of one name cannot be told apart
+            raise ValueError(f"Modality {name!r} has categorical columns and repeats the column names "
+                             f"{', '.join(repeated)}; give every column a distinct name.")
         categorical = set(_categorical_columns(frame))
         fitted[name] = [(_plain(column), _categories(name, frame, column) if column in categorical else None)
                         for column in frame.columns]

@@ -203,3 +203,13 @@ def test_complex_columns_are_refused_by_name(with_category, as_dict):
         tiny_classifier(max_epochs=1).fit({"t": frame} if as_dict else frame, y)
     with pytest.raises(TypeError, match="'z'.*complex"):
         tiny_classifier(max_epochs=1).fit({"t": frame}, y)
+
+
+def test_repeated_column_names_in_a_categorical_frame_are_refused_by_name():
+    """Catches an AttributeError ('DataFrame' object has no attribute 'dtype') from a frame
+    whose two columns share a name: encoded by name, they cannot be told apart."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=40), "b": rng.normal(size=40), "c": rng.choice(["x", "y"], 40)})
+    frame.columns = ["a", "a", "c"]
+    with pytest.raises(ValueError, match="'labs'.*repeats the column names 'a'"):
+        tiny_classifier(max_epochs=1).fit({"labs": frame}, np.arange(40) % 2)
