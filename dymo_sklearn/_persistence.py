@@ -69,10 +69,16 @@ def _from_json_float(value):
     return float(value)
 
 
+def _column_name(column):
+    """A column name as pandas had it: JSON writes a MultiIndex column's tuple as a list."""
+    return tuple(_column_name(part) for part in column) if isinstance(column, list) else column
+
+
 def _read_categories(config_file, saved):
     """The saved categories, checked."""
     try:
-        categories = {name: [(column, None if values is None else list(values)) for column, values in columns]
+        categories = {name: [(_column_name(column), None if values is None else list(values))
+                             for column, values in columns]
                       for name, columns in saved.items()}
     except (AttributeError, TypeError, ValueError):
         raise ValueError(f"{config_file}: 'categories' must map modalities to [column, categories] pairs; "

@@ -290,3 +290,17 @@ def test_a_save_that_fails_midway_leaves_nothing_behind(image_table_data, tmp_pa
     with pytest.raises(OSError, match="No space left"):
         clf.save(tmp_path / "m")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_multiindex_frame_with_a_categorical_column_loads_back(tmp_path):
+    """Catches a saved model that loads but cannot predict: JSON turned the MultiIndex column
+    names (tuples) into lists, which pandas cannot look up ('unhashable type: list')."""
+    rng = np.random.default_rng(0)
+    columns = pd.MultiIndex.from_tuples([("lab", "sodium"), ("lab", "potassium"), ("visit", "ward")])
+    frame = pd.DataFrame({0: rng.normal(size=60), 1: rng.normal(size=60), 2: rng.choice(["a", "b"], 60)})
+    frame.columns = columns
+    X = {"labs": frame, "other": rng.normal(size=(60, 3))}
+    clf = tiny_classifier(max_epochs=1).fit(X, np.arange(60) % 2)
+    clf.save(tmp_path / "m")
+    loaded = DyMoClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
