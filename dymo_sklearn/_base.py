@@ -267,6 +267,10 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         so unweighted training takes exactly the unweighted path."""
         if sample_weight is None and self.class_weight is None:
             return None
+        if sample_weight is not None and not np.isscalar(sample_weight):
+            kind = np.asarray(sample_weight).dtype.kind
+            if kind not in "biuf":  # strings would be parsed into numbers silently
+                raise TypeError(f"sample_weight must hold numbers, got dtype {np.asarray(sample_weight).dtype}.")
         weights = _check_sample_weight(sample_weight, y_encoded, dtype=np.float64, ensure_non_negative=True)
         class_weight = self.class_weight
         if isinstance(class_weight, dict):

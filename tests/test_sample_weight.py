@@ -100,6 +100,15 @@ def test_bad_weights_are_refused_by_name(sample_weight, class_weight, message):
         tiny_classifier(class_weight=class_weight).fit(X, labels, sample_weight=sample_weight)
 
 
+@pytest.mark.parametrize("sample_weight", [np.full(300, "1.0"), ["2"] * 300, np.full(300, None)],
+                         ids=["numpy strings", "list of strings", "objects"])
+def test_weights_written_as_strings_are_refused(sample_weight):
+    """Catches weights parsed from strings silently, as the labels and features never are."""
+    X, y = _two_views(n_samples=300)
+    with pytest.raises(TypeError, match="sample_weight must hold numbers"):
+        tiny_classifier().fit(X, y, sample_weight=sample_weight)
+
+
 def test_subset_statistics_weigh_each_sample():
     """Weight 0 equals leaving the sample out; weight 2 equals taking it twice (no SGD here). Not
     next to MIN_CELL_SAMPLES: there a cell counts its samples, and duplicates count twice."""
