@@ -19,6 +19,10 @@ import numpy as np
 __all__ = ["has_categories", "fit_categories", "encode_categories"]
 
 
+# Strings that a reader leaves where a value was missing; as categories they would pass unnoticed.
+_MISSING_WORDS = ("nan", "<na>", "none", "null")
+
+
 def _is_frame(value):
     return hasattr(value, "columns") and hasattr(value, "iloc")
 
@@ -56,7 +60,16 @@ def _categories(name, frame, column):
     elif _holds_only_numbers(values):
         return None
     else:
-        categories = sorted({_plain(value) for value in values.dropna()}, key=lambda v: (type(v).__name__, v))
+        observed = [_plain(value) for value in values.dropna()]
+        booleans = {value for value in observed if isinstance(value, bool)}
+        if booleans and any(isinstance(value, numbers.Real) and not isinstance(value, bool) for value in observed):
+            # True == 1 and False == 0 in Python: as categories they would merge silently
+            raise TypeError(f"Modality {name!r}, column {column!r} mixes booleans and numbers; make it one type.")
+        spelled = sorted({value for value in observed if isinstance(value, str) and value.lower() in _MISSING_WORDS})
+        if spelled:
+            raise TypeError(f"Modality {name!r}, column {column!r} holds {spelled[0]!r} as a value; mark missing "
+                            "values with NaN or None, or make the column a pd.Categorical if it is a category.")
+        categories = sorted(set(observed), key=lambda v: (type(v).__name__, v))
     refused = [value for value in categories if not isinstance(value, (str, numbers.Real))]
     if refused:
         raise TypeError(f"Modality {name!r}, column {column!r}: categories must be strings, numbers or booleans, "
@@ -116,6 +129,9 @@ def encode_categories(X, fitted):
         for column, categories in columns:
             values = frame[column]
             if categories is None:
+                if values.dtype == object and not _holds_only_numbers(values):
+                    raise TypeError(f"Modality {name!r}, column {column!r} was numeric in fit and now holds "
+                                    "non-numbers (strings are never parsed into numbers).")
                 if pd.api.types.is_complex_dtype(values.dtype):  # to_numpy would drop the imaginary part
                     raise TypeError(f"Modality {name!r}, column {column!r} holds complex numbers ({values.dtype}); "
                                     "give their real and imaginary parts (or modulus and phase) as two columns.")

@@ -213,3 +213,31 @@ def test_repeated_column_names_in_a_categorical_frame_are_refused_by_name():
     frame.columns = ["a", "a", "c"]
     with pytest.raises(ValueError, match="'labs'.*repeats the column names 'a'"):
         tiny_classifier(max_epochs=1).fit({"labs": frame}, np.arange(40) % 2)
+
+
+def _frame_with(column):
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({"x": rng.normal(size=len(column)), "c": column, "s": rng.choice(["u", "v"], len(column))})
+
+
+@pytest.mark.parametrize("column, message", [
+    ([True, 1] * 20, "mixes booleans and numbers"),
+    (["a", "nan"] * 20, "holds 'nan' as a value"),
+    (["a", "None"] * 20, "holds 'None' as a value"),
+], ids=["True and 1", "the string nan", "the string None"])
+def test_ambiguous_categories_are_refused_by_column(column, message):
+    """Catches True and 1 merged into one category (equal in Python) and a missing value spelled
+    as a string turned into a category without a word."""
+    with pytest.raises(TypeError, match=f"'t', column 'c' {message}"):
+        tiny_classifier(max_epochs=1).fit({"t": _frame_with(column)}, np.arange(40) % 2)
+
+
+def test_numbers_as_strings_are_refused_at_predict_too():
+    """Catches a numeric column that refuses strings at fit but parses them at predict."""
+    frame = _frame_with(np.arange(40.0))
+    clf = tiny_classifier(max_epochs=1).fit({"t": frame}, np.arange(40) % 2)
+    frame["x"] = frame["x"].astype(str).astype(object)
+    with pytest.raises(TypeError, match="'t', column 'x' was numeric in fit and now holds non-numbers"):
+        clf.predict({"t": frame})
+    frame["x"] = frame["x"].astype(float).astype(object)  # numbers in an object column still work
+    clf.predict({"t": frame})
