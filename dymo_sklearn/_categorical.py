@@ -61,6 +61,10 @@ def _categories(name, frame, column):
         return None
     else:
         observed = [_plain(value) for value in values.dropna()]
+        other = next((value for value in observed if not isinstance(value, (str, numbers.Real))), None)
+        if other is not None:  # lists, dicts, sets: unhashable, and no category either
+            raise TypeError(f"Modality {name!r}, column {column!r}: categories must be strings, numbers or "
+                            f"booleans, got {other!r} ({type(other).__name__}).")
         booleans = {value for value in observed if isinstance(value, bool)}
         if booleans and any(isinstance(value, numbers.Real) and not isinstance(value, bool) for value in observed):
             # True == 1 and False == 0 in Python: as categories they would merge silently

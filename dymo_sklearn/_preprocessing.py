@@ -13,6 +13,24 @@ __all__ = ["ModalityTransformer"]
 _SPECIAL = ("passthrough", "drop")
 
 
+def transformer_output(name, values, n_rows):
+    """A transformer's output for ``n_rows`` rows of modality ``name`` as a float64 (n_rows, width)
+    array: sparse output (a default OneHotEncoder's) made dense; anything else that is not one
+    number per row and feature refused, naming the modality."""
+    import scipy.sparse
+
+    if scipy.sparse.issparse(values):
+        values = values.toarray()
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"The transformer of modality {name!r} returned {values.dtype} values; it must return "
+                        "numbers.")
+    if values.ndim != 2 or values.shape[0] != n_rows:
+        raise ValueError(f"The transformer of modality {name!r} returned shape {values.shape} for {n_rows} rows; "
+                         "expected one 2-D row per input row.")
+    return values.astype(np.float64)
+
+
 def _is_special(transformer):
     return isinstance(transformer, str) and transformer in _SPECIAL
 
@@ -143,7 +161,7 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
             self.transformers_[name] = fitted
             # The output width of one sample, for a batch in which nobody has the modality.
             first = np.flatnonzero(rows)[:1]
-            self.output_widths_[name] = np.asarray(fitted.transform(array[first].reshape(1, -1))).shape[-1]
+            self.output_widths_[name] = transformer_output(name, fitted.transform(array[first].reshape(1, -1)), 1).shape[1]
         return self
 
     def transform(self, X):
@@ -172,11 +190,9 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
         n_samples = array.shape[0]
         flat = array.reshape(n_samples, -1)
         if rows.any():
-            values = np.asarray(transformer.transform(flat[rows]), dtype=np.float64)
+            values = transformer_output(name, transformer.transform(flat[rows]), int(rows.sum()))
         else:  # nobody in X has it: all missing, at the transformer's output width
             values = np.empty((0, width))
-        if values.ndim != 2:
-            raise ValueError(f"The transformer of modality {name!r} returned shape {values.shape}; expected 2-D.")
         output = np.full((n_samples, values.shape[1]), np.nan)
         output[rows] = values
         if values.shape[1] == flat.shape[1]:

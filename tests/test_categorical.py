@@ -224,11 +224,13 @@ def _frame_with(column):
     ([True, 1] * 20, "mixes booleans and numbers"),
     (["a", "nan"] * 20, "holds 'nan' as a value"),
     (["a", "None"] * 20, "holds 'None' as a value"),
-], ids=["True and 1", "the string nan", "the string None"])
+    ([["a"], ["b"]] * 20, r"categories must be strings, numbers or booleans, got \['a'\] \(list\)"),
+    ([{"k": 1}, "b"] * 20, r"categories must be strings, numbers or booleans, got \{'k': 1\} \(dict\)"),
+], ids=["True and 1", "the string nan", "the string None", "lists", "dicts"])
 def test_ambiguous_categories_are_refused_by_column(column, message):
-    """Catches True and 1 merged into one category (equal in Python) and a missing value spelled
-    as a string turned into a category without a word."""
-    with pytest.raises(TypeError, match=f"'t', column 'c' {message}"):
+    """Catches True and 1 merged into one category (equal in Python), a missing value spelled as
+    a string turned into a category without a word, and lists or dicts failing as 'unhashable'."""
+    with pytest.raises(TypeError, match=f"'t', column 'c':? {message}"):
         tiny_classifier(max_epochs=1).fit({"t": _frame_with(column)}, np.arange(40) % 2)
 
 

@@ -5,7 +5,7 @@ import pickle
 import numpy as np
 import pytest
 from helpers import tiny_classifier
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.decomposition import PCA
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -110,3 +110,38 @@ def test_bad_parameters_name_the_modality(labs_and_scan):
         ModalityTransformer({"labs": StandardScaler()}).fit(empty)
     with pytest.raises(ValueError, match="no modality 'vitals'"):
         ModalityTransformer({"labs": StandardScaler()}).set_params(vitals__with_mean=False)
+
+
+class _Broken(TransformerMixin, BaseEstimator):
+    """A transformer whose output is wrong in the way ``kind`` says."""
+
+    def __init__(self, kind="strings"):
+        self.kind = kind
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        if self.kind == "drops a row":
+            return X[1:]
+        if self.kind == "strings":
+            return X.astype(str)
+        return X[:, 0]  # 1-D
+
+
+@pytest.mark.parametrize("kind, error", [("drops a row", ValueError), ("strings", TypeError), ("1-D", ValueError)])
+def test_bad_transformer_output_names_the_modality(labs_and_scan, kind, error):
+    """Catches numpy's own messages ('setting an array element...', a broadcast error) reaching
+    the user without the modality whose transformer misbehaved."""
+    with pytest.raises(error, match="transformer of modality 'labs'"):
+        ModalityTransformer({"labs": _Broken(kind)}).fit(labs_and_scan).transform(labs_and_scan)
+
+
+def test_sparse_output_is_made_dense(labs_and_scan):
+    """Catches a default OneHotEncoder (sparse output) failing: its indicators come out dense."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    X = MultimodalDict(labs=np.nan_to_num(np.round(labs_and_scan["labs"] / 20)), scan=labs_and_scan["scan"])
+    out = ModalityTransformer({"labs": OneHotEncoder(handle_unknown="ignore")}).fit(X).transform(X)
+    dense = OneHotEncoder(handle_unknown="ignore").fit(X["labs"]).transform(X["labs"]).toarray()
+    np.testing.assert_array_equal(out["labs"], dense)

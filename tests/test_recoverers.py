@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import scipy.sparse
 import pytest
 from helpers import tiny_classifier
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -138,6 +139,10 @@ class _Broken(SimpleImputer):
     def transform(self, X):
         if self.mode == "raise":
             raise ValueError("Input X contains NaN.")
+        if self.mode == "sparse":
+            return scipy.sparse.csr_matrix(np.nan_to_num(X, nan=7.0))
+        if self.mode == "strings":
+            return np.nan_to_num(X, nan=7.0).astype(str)
         return np.where(np.isnan(X), 1e39, X)
 
 
@@ -159,3 +164,14 @@ def test_a_failing_or_overflowing_imputer_is_named():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="infinite values in modality 'a'"):
             recover(fit_recoverer(_Broken("overflow"), arrays), arrays)
+
+
+def test_sparse_or_string_recoveries_are_made_dense_or_refused_by_name():
+    """Catches numpy's 'setting an array element with a sequence' for a recoverer's sparse
+    output, and strings parsed silently into numbers."""
+    arrays = {"a": np.array([[1.0, np.nan], [2.0, 3.0]]), "b": np.array([[np.nan], [1.0]])}
+    recovered = recover(fit_recoverer(_Broken("sparse"), arrays), arrays)
+    np.testing.assert_array_equal(recovered["a"], [[1.0, 7.0], [2.0, 3.0]])
+    with pytest.raises(TypeError, match="recoverer _Broken returned <U32 values"):
+        recover(fit_recoverer(_Broken("strings"), arrays), arrays)
+
