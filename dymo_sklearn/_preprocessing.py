@@ -6,6 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
+from ._categorical import has_categories
 from ._input import MultimodalDict, observed_modalities, validate_modalities
 
 __all__ = ["ModalityTransformer"]
@@ -140,20 +141,23 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
         self
         """
         self._check_parameters()
-        arrays = validate_modalities(X)
-        unknown = sorted(set(self.transformers) - set(arrays))
+        if not hasattr(X, "keys"):
+            raise TypeError(f"Expected a mapping of modality name to array, got {type(X).__name__}.")
+        unknown = sorted(set(self.transformers) - set(X.keys()))
         if unknown:
-            raise ValueError(f"transformers names modalities {unknown} that X does not have: {list(arrays)}.")
-        present, _ = observed_modalities(arrays)
-        self.modalities_ = list(arrays)
+            raise ValueError(f"transformers names modalities {unknown} that X does not have: {list(X.keys())}.")
+        arrays, _ = self._split(X, {name: self.transformers.get(name, self.remainder) for name in X.keys()})
+        present = observed_modalities(arrays)[0] if arrays else None
+        self.modalities_ = list(X.keys())
         self.transformers_ = {}
         self.output_widths_ = {}
-        for index, (name, array) in enumerate(arrays.items()):
+        for name in self.modalities_:
             transformer = self.transformers.get(name, self.remainder)
             if _is_special(transformer):
                 self.transformers_[name] = transformer
                 continue
-            rows = present[:, index]
+            array = arrays[name]
+            rows = present[:, list(arrays).index(name)]
             if not rows.any():
                 raise ValueError(f"Modality {name!r} is missing in every sample: its transformer cannot be fitted.")
             fitted = clone(transformer).fit(array[rows].reshape(int(rows.sum()), -1),
@@ -170,20 +174,43 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
         A modality absent from ``X`` stays absent (missing for every sample).
         """
         check_is_fitted(self)
-        arrays = validate_modalities(X)
-        present, _ = observed_modalities(arrays)
+        if not hasattr(X, "keys"):
+            raise TypeError(f"Expected a mapping of modality name to array, got {type(X).__name__}.")
+        unseen = [name for name in X.keys() if name not in self.transformers_]
+        if unseen:
+            raise ValueError(f"Modality {unseen[0]!r} was not seen in fit; fitted on {self.modalities_}.")
+        arrays, frames = self._split(X, self.transformers_)
+        present, _ = observed_modalities(arrays) if arrays else (None, None)
         out = {}
-        for index, (name, array) in enumerate(arrays.items()):
-            transformer = self.transformers_.get(name)
-            if transformer is None:
-                raise ValueError(f"Modality {name!r} was not seen in fit; fitted on {self.modalities_}.")
+        for name in X.keys():
+            transformer = self.transformers_[name]
             if isinstance(transformer, str):
                 if transformer == "passthrough":
-                    out[name] = array
+                    out[name] = frames[name] if name in frames else arrays[name]
                 continue
-            out[name] = self._transform_modality(name, transformer, array, present[:, index],
-                                                 self.output_widths_[name])
+            out[name] = self._transform_modality(name, transformer, arrays[name],
+                                                 present[:, list(arrays).index(name)], self.output_widths_[name])
         return MultimodalDict(**out)
+
+    @staticmethod
+    def _split(X, transformers):
+        """(validated arrays, DataFrames with categorical columns passed through as they are).
+
+        A DataFrame modality with categorical columns can only pass through (or be dropped):
+        the estimator after it one-hot encodes it."""
+        frames = {name: X[name] for name in X.keys()
+                  if has_categories(X[name]) and transformers.get(name) in _SPECIAL}
+        refused = [name for name in X.keys() if has_categories(X[name]) and name not in frames]
+        if refused:
+            raise TypeError(f"Modality {refused[0]!r} is a DataFrame with categorical columns; a ModalityTransformer "
+                            "passes it through (or drops it) and the estimator one-hot encodes it. Transform it "
+                            "before, or give its numeric columns as a separate modality.")
+        rest = {name: X[name] for name in X.keys() if name not in frames}
+        arrays = validate_modalities(rest) if rest else {}
+        lengths = {len(value) for value in frames.values()} | {len(value) for value in arrays.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"Modalities have inconsistent numbers of samples: {sorted(lengths)}.")
+        return arrays, frames
 
     @staticmethod
     def _transform_modality(name, transformer, array, rows, width):

@@ -145,3 +145,22 @@ def test_sparse_output_is_made_dense(labs_and_scan):
     out = ModalityTransformer({"labs": OneHotEncoder(handle_unknown="ignore")}).fit(X).transform(X)
     dense = OneHotEncoder(handle_unknown="ignore").fit(X["labs"]).transform(X["labs"]).toarray()
     np.testing.assert_array_equal(out["labs"], dense)
+
+
+def test_a_categorical_frame_passes_through_to_the_estimator():
+    """Catches the documented preprocess-then-DyMo pipeline refusing a DataFrame modality with
+    categorical columns (the transformer validated it as numbers), and a transformer given to
+    such a frame failing without naming it."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    info = pd.DataFrame({"age": rng.normal(60, 10, 80), "ward": rng.choice(["a", "b", "c"], 80)})
+    X = MultimodalDict(labs=rng.normal(50, 10, (80, 4)), info=info)
+    y = (X["labs"][:, 0] > 50).astype(int)
+    model = make_pipeline(ModalityTransformer({"labs": StandardScaler()}), tiny_classifier(max_epochs=2)).fit(X, y)
+    out = model[0].transform(X)
+    assert out["info"] is not None and list(out["info"].columns) == ["age", "ward"]
+    direct = tiny_classifier(max_epochs=2).fit(model[0].transform(X), y)
+    np.testing.assert_array_equal(model.predict_proba(X), direct.predict_proba(model[0].transform(X)))
+    with pytest.raises(TypeError, match="'info' is a DataFrame with categorical columns"):
+        ModalityTransformer({"info": StandardScaler()}).fit(X)
