@@ -259,7 +259,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         """Per modality (shift, scale) of its observed training entries; None without ``standardize``."""
         if not self.standardize:
             return None
-        return [input_statistics(fit_arrays[name], encoder_kind(spec, self.modality_shapes_[name]))
+        return [input_statistics(fit_arrays[name], encoder_kind(spec, self.modality_shapes_[name]), name)
                 for name, spec in zip(self.modalities_, specs)]
 
     def _sample_weights(self, y_encoded, sample_weight):

@@ -218,6 +218,10 @@ class ModalityTransformer(TransformerMixin, BaseEstimator):
         flat = array.reshape(n_samples, -1)
         if rows.any():
             values = transformer_output(name, transformer.transform(flat[rows]), int(rows.sum()))
+            lost = np.isnan(values).all(axis=1) if values.shape[1] else np.zeros(len(values), bool)
+            if lost.any():
+                raise ValueError(f"The transformer of modality {name!r} returned only NaN for {int(lost.sum())} "
+                                 "sample(s) that have the modality: they would silently become missing.")
         else:  # nobody in X has it: all missing, at the transformer's output width
             values = np.empty((0, width))
         output = np.full((n_samples, values.shape[1]), np.nan)

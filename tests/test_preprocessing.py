@@ -126,13 +126,17 @@ class _Broken(TransformerMixin, BaseEstimator):
             return X[1:]
         if self.kind == "strings":
             return X.astype(str)
+        if self.kind == "NaN":
+            return np.full_like(X, np.nan)
         return X[:, 0]  # 1-D
 
 
-@pytest.mark.parametrize("kind, error", [("drops a row", ValueError), ("strings", TypeError), ("1-D", ValueError)])
+@pytest.mark.parametrize("kind, error", [("drops a row", ValueError), ("strings", TypeError), ("1-D", ValueError),
+                                         ("NaN", ValueError)])
 def test_bad_transformer_output_names_the_modality(labs_and_scan, kind, error):
     """Catches numpy's own messages ('setting an array element...', a broadcast error) reaching
-    the user without the modality whose transformer misbehaved."""
+    the user without the modality whose transformer misbehaved, and samples turned silently
+    missing by a transformer that returns NaN."""
     with pytest.raises(error, match="transformer of modality 'labs'"):
         ModalityTransformer({"labs": _Broken(kind)}).fit(labs_and_scan).transform(labs_and_scan)
 

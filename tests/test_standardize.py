@@ -83,3 +83,13 @@ def test_standardised_model_survives_save_and_load(tmp_path):
     loaded = DyMoClassifier.load(tmp_path / "model")
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     assert loaded.standardize
+
+
+def test_subnormal_features_are_refused_with_the_right_advice():
+    """Catches values around 1e-45 ending in 'training diverged, lower lr' (standardising divided
+    by a float32 subnormal): the modality is named and rescaling is what is asked."""
+    rng = np.random.default_rng(0)
+    X = {"tiny": (rng.normal(size=(60, 3)) * 1e-45).astype(np.float32), "b": rng.normal(size=(60, 2))}
+    with pytest.raises(ValueError, match="'tiny' varies by .* below float32's smallest normal.*Rescale it"):
+        tiny_classifier(max_epochs=1).fit(X, np.arange(60) % 2)
+    tiny_classifier(max_epochs=1, standardize=False).fit(X, np.arange(60) % 2)  # the other way out

@@ -9,6 +9,7 @@ from torch import nn
 # A feature whose spread is below float32's resolution at its mean does not vary: it is
 # shifted, not scaled, since dividing by that spread would turn rounding noise into large inputs.
 _RESOLUTION = float(np.finfo(np.float32).eps)
+_TINY = float(np.finfo(np.float32).tiny)
 
 
 # Kinds standardised per channel, with the per-sample rank they need; another shape is refused
@@ -26,10 +27,13 @@ def statistics_shape(kind, shape):
     return (shape[0],) + (1,) * (len(shape) - 1) if _per_channel(kind, shape) else tuple(shape)
 
 
-def input_statistics(array, kind):
+def input_statistics(array, kind, name="x"):
     """(shift, scale) of a NaN-marked modality (n, *shape): mean and standard deviation over its
     observed entries, per channel for images and sequences, per entry otherwise; shift 0 and scale 1 where
-    nothing was observed, scale 1 where the values do not vary."""
+    nothing was observed, scale 1 where the values do not vary.
+
+    A spread below float32's smallest normal number (values around 1e-40) cannot be divided by
+    in float32: the modality ``name`` is refused with a ValueError asking to rescale it."""
     values = np.asarray(array, dtype=np.float64)
     axes = (0, *range(2, values.ndim)) if _per_channel(kind, values.shape[1:]) else (0,)
     observed = ~np.isnan(values)
@@ -39,6 +43,11 @@ def input_statistics(array, kind):
     variance = (np.where(observed, values - mean, 0.0) ** 2).sum(axis=axes, keepdims=True) / np.maximum(counts, 1)
     scale = np.sqrt(variance)
     varies = (scale > 0) & (scale > _RESOLUTION * np.abs(mean))
+    subnormal = (counts > 0) & varies & (scale < _TINY)
+    if kind != "custom" and subnormal.any():
+        raise ValueError(f"Modality {name!r} varies by {scale[subnormal].min():.3g}, below float32's smallest normal "
+                         f"number ({_TINY:.3g}): standardising it would divide by almost zero. Rescale it (e.g. "
+                         "multiply by 1e30), or pass standardize=False.")
     scale = np.where((counts > 0) & varies, scale, 1.0)
     shape = statistics_shape(kind, values.shape[1:])
     if kind == "custom":  # a factory's module gets the values it was written for (codes, raw units)
