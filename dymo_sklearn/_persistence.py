@@ -7,7 +7,10 @@ Layout of a saved model (a directory)::
     weights.safetensors  the network's state dict
     statistics.npz       the estimator's fitted arrays, e.g. DyMo's prototypes and ICS statistics
                          (loaded with allow_pickle=False)
-    recoverer.skops      for DyMo: the recoverer parameter and the fitted recoverer
+    recoverer.skops      for DyMo: the recoverer parameter and the fitted recoverer; for the
+                         package's neural recoverers instead recoverer.json (class, parameters,
+                         fitted attributes), recoverer.npz (scaling) and
+                         recoverer.safetensors (network weights)
     manifest.json        the SHA-256 of every other file: any edit, truncation, deletion or
                          addition is refused at load, naming the file
 
@@ -132,7 +135,8 @@ def save_model(estimator, path):
         "categories": {name: [[column, categories] for column, categories in columns]
                        for name, columns in getattr(estimator, "categories_", {}).items()},
     }
-    if saved_estimator:
+    neural = bool(saved_estimator) and _is_neural(getattr(estimator, saved_estimator[1]))
+    if saved_estimator and not neural:
         check_saveable(getattr(estimator, saved_estimator[1]), "the recoverer")
 
     def write(folder):
@@ -140,7 +144,10 @@ def save_model(estimator, path):
         state = {key: value.detach().cpu().contiguous() for key, value in estimator.net_.module_.state_dict().items()}
         save_file(state, str(folder / "weights.safetensors"))
         np.savez(folder / "statistics.npz", **{name: getattr(estimator, name) for name in estimator._saved_arrays})
-        if saved_estimator:
+        if neural:
+            _write_neural(folder, saved_estimator[0], getattr(estimator, saved_estimator[0]),
+                          getattr(estimator, saved_estimator[1]))
+        elif saved_estimator:
             param, fitted = saved_estimator
             skops.io.dump({"param": getattr(estimator, param), "fitted": getattr(estimator, fitted)},
                           folder / f"{param}.skops")
@@ -213,6 +220,57 @@ def verify_manifest(folder):
     added = sorted(set(found) - set(recorded["sha256"]))
     if added:
         raise ValueError(f"{folder / added[0]} was not written by save(); remove it or save the model again.")
+
+
+def _neural_classes():
+    from .recovery import MultimodalVAERecoverer, TabularRecoverer
+
+    return {cls.__name__: cls for cls in (MultimodalVAERecoverer, TabularRecoverer)}
+
+
+def _is_neural(fitted):
+    """The package's neural recoverers hold torch modules: saved as weights, never through skops."""
+    return type(fitted) in _neural_classes().values()
+
+
+def _write_neural(folder, param, unfitted, fitted):
+    from safetensors.torch import save_file
+
+    def plain(params):
+        params = dict(params)
+        if isinstance(params.get("random_state"), np.random.RandomState):
+            params["random_state"] = None
+        return params
+
+    config = {"class": type(fitted).__name__, "param": plain(unfitted.get_params(deep=False)),
+              "params": plain(fitted.get_params(deep=False))}
+    config["fitted"], arrays, state = fitted.saved_state()
+    (folder / f"{param}.json").write_text(json.dumps(config, indent=2, default=_json_default))
+    np.savez(folder / f"{param}.npz", **arrays)
+    save_file(state, str(folder / f"{param}.safetensors"))
+
+
+def _read_neural(path, param, device):
+    """(the unfitted recoverer parameter, the fitted recoverer) of a neural recoverer's files."""
+    from safetensors.torch import load_file
+
+    config_file = path / f"{param}.json"
+    config = read_checked(config_file, lambda: json.loads(config_file.read_text()))
+    classes = _neural_classes()
+    if not isinstance(config, dict) or config.get("class") not in classes:
+        raise ValueError(f"{config_file} does not name one of the package's neural recoverers {sorted(classes)}.")
+    cls = classes[config["class"]]
+
+    def read_arrays():
+        with np.load(path / f"{param}.npz", allow_pickle=False) as stored:
+            return {name: stored[name] for name in stored.files}
+
+    arrays = read_checked(path / f"{param}.npz", read_arrays)
+    weights = path / f"{param}.safetensors"
+    state = read_checked(weights, lambda: load_file(str(weights)))
+    fitted = read_checked(config_file, lambda: cls.from_saved_state(config["params"], config["fitted"], arrays, state,
+                                                                    device))
+    return cls(**config["param"]), fitted
 
 
 def check_saveable(fitted, what):
@@ -299,7 +357,10 @@ def load_model(cls, path, *, device=None, encoders=None):
     if device is not None:
         params["device"] = device
     fitted_parts = {}
-    if cls._saved_estimator:
+    if cls._saved_estimator and (path / f"{cls._saved_estimator[0]}.json").is_file():
+        param, fitted = cls._saved_estimator
+        params[param], fitted_parts[fitted] = _read_neural(path, param, device)
+    elif cls._saved_estimator:
         param, fitted = cls._saved_estimator
         file = path / f"{param}.skops"
         trusted = trusted_types(file)

@@ -231,17 +231,29 @@ def test_mars_saves_and_loads_through_the_same_format(image_table_data, tmp_path
         DyMoClassifier.load(tmp_path / "mars")
 
 
-def test_neural_recoverers_are_refused_at_save_not_at_load(image_table_data, tmp_path):
-    """They hold torch modules, which the pickle-free format cannot store: saying so at save beats
-    writing a model that cannot be loaded."""
-    from dymo_sklearn.recovery import MultimodalVAERecoverer
+@pytest.mark.parametrize("kind", ["vae", "tabular"])
+def test_models_with_the_packages_neural_recoverers_save_without_pickle(image_table_data, tmp_path, kind):
+    """Catches a model whose recoverer is MultimodalVAERecoverer or TabularRecoverer (torch
+    modules, which skops cannot store safely) refused at save, or loaded with another network,
+    another scaling or other categories: predictions and recoveries must be bit-identical."""
+    from dymo_sklearn.recovery import MultimodalVAERecoverer, TabularRecoverer, recover
 
     X, y = image_table_data
-    clf = tiny_classifier(recoverer=MultimodalVAERecoverer(max_epochs=1, random_state=0)).fit(X, y)
-    with pytest.raises(ValueError, match="MultimodalVAERecoverer holds types.*Use pickle or joblib"):
-        clf.save(tmp_path / "m")
-    assert not (tmp_path / "m").exists()
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), clf.predict_proba(X))
+    table = X["table"].copy()
+    table[:, -1] = np.where(np.isnan(table[:, -1]), np.nan, (y % 3).astype(np.float32))  # a category code
+    X = {"image": X["image"], "table": table}
+    recoverer = (MultimodalVAERecoverer(max_epochs=2, random_state=0, device="cpu") if kind == "vae" else
+                 TabularRecoverer("table", categorical_features=[15], max_epochs=2, random_state=0, device="cpu"))
+    clf = tiny_classifier(recoverer=recoverer).fit(X, y)
+    clf.save(tmp_path / "m")
+    assert not (tmp_path / "m" / "recoverer.skops").exists()
+    loaded = DyMoClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    for name, values in recover(loaded.recoverer_, X).items():
+        np.testing.assert_array_equal(values, recover(clf.recoverer_, X)[name])
+    assert type(loaded.recoverer) is type(recoverer) and loaded.recoverer.get_params() == recoverer.get_params()
+    if kind == "tabular":
+        assert loaded.recoverer_.categories_ == clf.recoverer_.categories_ == {15: 3}
 
 
 def test_a_model_loaded_on_another_device_recovers_there(image_table_data, tmp_path):

@@ -90,3 +90,38 @@ class NeuralRecoverer(TransformerMixin, BaseEstimator):
             filled = filled * self.scale_[name] + self.center_[name]
             recovered[name] = np.where(np.isnan(array), filled.reshape(array.shape), array).astype(np.float32)
         return recovered
+
+    # ------------------------------------------------------------ persistence
+    def saved_state(self):
+        """What ``save()`` stores of this fitted recoverer, without pickle: (JSON-able fitted
+        attributes, dict of arrays, the network's state dict)."""
+        check_is_fitted(self)
+        fitted = {"modality_shapes_": {name: list(shape) for name, shape in self.modality_shapes_.items()}}
+        if hasattr(self, "categories_"):
+            fitted["categories_"] = {str(column): int(count) for column, count in self.categories_.items()}
+        arrays = {f"{kind}:{name}": values for kind, by_name in (("center", self.center_), ("scale", self.scale_))
+                  for name, values in by_name.items()}
+        state = {key: value.detach().cpu().contiguous() for key, value in self.net_.module_.state_dict().items()}
+        return fitted, arrays, state
+
+    @classmethod
+    def from_saved_state(cls, params, fitted, arrays, state, device=None):
+        """The fitted recoverer that :meth:`saved_state` describes, its network on ``device``
+        (default: its ``device`` parameter)."""
+        recoverer = cls(**params)
+        if device is not None:
+            recoverer.set_params(device=device)
+        recoverer.modality_shapes_ = {name: tuple(shape) for name, shape in fitted["modality_shapes_"].items()}
+        if "categories_" in fitted:
+            recoverer.categories_ = {int(column): int(count) for column, count in fitted["categories_"].items()}
+        recoverer.center_ = {name: arrays[f"center:{name}"] for name in recoverer.modality_shapes_}
+        recoverer.scale_ = {name: arrays[f"scale:{name}"] for name in recoverer.modality_shapes_}
+        net = build_net(SelfSupervisedNet, recoverer._module_class(), recoverer._module_kwargs(), lr=recoverer.lr,
+                        max_epochs=recoverer.max_epochs, batch_size=recoverer.batch_size,
+                        device=resolve_device(recoverer.device), random_seed=0)  # the weights are loaded next
+        net.initialize()
+        net.module_.load_state_dict({key: value.to(net.device) for key, value in state.items()})
+        net.module_.eval()
+        recoverer.net_ = net
+        return recoverer
+
