@@ -85,7 +85,7 @@ def test_validation_returns_float32_or_raises_documented_errors():
 
 
 CONTAINERS = ["ndarray", "list", "masked", "frame", "nullable frame", "object with None", "object with str",
-              "tensor float32", "tensor bfloat16"]
+              "tensor float32", "tensor bfloat16", "flipped view", "read-only", "complex frame", "object with complex"]
 
 
 @st.composite
@@ -118,17 +118,27 @@ def contained_modality(draw):
         value[holes] = None
         if kind == "object with str":
             value[0, 0] = "1.5"
+        elif kind == "object with complex":
+            value[0, 0] = complex(1, 2)
+    elif kind == "flipped view":  # negative strides, as np.flip and a[::-1] give
+        value = np.ascontiguousarray(values[::-1, ::-1]).astype(np.float32)[::-1, ::-1]
+    elif kind == "read-only":
+        value = values.astype(np.float32)
+        value.setflags(write=False)
+    elif kind == "complex frame":
+        value = pd.DataFrame(values + 1j)
     else:
         dtype = torch.float32 if kind == "tensor float32" else torch.bfloat16
         value = torch.tensor(values, dtype=dtype)
         too_large = bool(torch.isinf(value).any())
-    refused = too_large or kind == "object with str"
+    refused = too_large or kind in ("object with str", "complex frame", "object with complex")
     return value, missing, refused
 
 
 def test_containers_dtypes_and_magnitudes():
     """500 more derandomized cases (1,100 with the test above): every container of the reliability
-    table, float64 magnitudes beyond float32, strings hidden in object arrays. Accepted inputs keep
+    table, float64 magnitudes beyond float32, strings and complex numbers hidden in object
+    arrays and frames, flipped views and read-only memory. Accepted inputs keep
     their shape and exactly their missing entries; refused ones raise a documented error."""
     cases = Counter()
 
@@ -148,6 +158,7 @@ def test_containers_dtypes_and_magnitudes():
             cases["accepted"] += 1
             assert not refused, "accepted an input that must be refused"
             assert array.dtype == np.float32 and array.shape == missing.shape
+            assert array.flags.c_contiguous and array.flags.writeable  # what torch takes without a word
             np.testing.assert_array_equal(np.isnan(array), missing)
             assert np.isfinite(array[~missing]).all()
 
