@@ -56,7 +56,10 @@ class DyMoClassifier(MultimodalClassifier):
         result, computed with torch on ``device``): it recovers a missing modality from training
         samples that resemble the observed ones, needs no model of the data and works for images
         and tables alike. ``IterativeImputer`` suits small tables but scales poorly with the
-        number of columns. Observed entries are never changed.
+        number of columns. Observed entries are never changed. A recoverer fitted beforehand
+        (on a larger or unlabeled pool) is used as it is when wrapped in
+        ``sklearn.frozen.FrozenEstimator``: then it also recovers the training rows of the
+        recovery-aware pass, which is honest only if it was fitted on other rows than these.
     selection : {"dymo", "all", "none"}, default="dymo"
         ``dymo``: add recovered modalities one at a time while the calibrated reward is above
         ``acceptance_threshold`` (Algorithm 1); ``all``: fuse every recovered modality;

@@ -47,6 +47,7 @@ TRUSTED_TYPES = frozenset({
     "sklearn.neighbors._ball_tree.BallTree",
     "sklearn.metrics._dist_metrics.EuclideanDistance64",
     "dymo_sklearn.recovery._knn.KNNRecoverer",
+    "sklearn.frozen._frozen.FrozenEstimator",
     "dymo_sklearn._preprocessing.ModalityTransformer",
 })
 _CUSTOM = "<custom factory>"

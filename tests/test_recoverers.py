@@ -175,3 +175,25 @@ def test_sparse_or_string_recoveries_are_made_dense_or_refused_by_name():
     with pytest.raises(TypeError, match="recoverer _Broken returned <U32 values"):
         recover(fit_recoverer(_Broken("strings"), arrays), arrays)
 
+
+
+def test_a_frozen_recoverer_is_used_as_it_is(tmp_path):
+    """Catches FrozenEstimator failing in fit ('missing 1 required positional argument: y') and a
+    pre-fitted recoverer refitted on the labeled rows: its recoveries must stay those it learnt
+    elsewhere, in training (recovery-aware pass) and at prediction, and survive save/load."""
+    from sklearn.frozen import FrozenEstimator
+
+    from dymo_sklearn import DyMoClassifier
+
+    rng = np.random.default_rng(0)
+    X = {"a": rng.normal(size=(80, 3)).astype(np.float32), "b": rng.normal(size=(80, 2)).astype(np.float32)}
+    y = (X["a"][:, 0] > 0).astype(int)
+    pool = np.full((10, 5), 100.0)  # "pretrained elsewhere": it fills every entry with 100
+    frozen = FrozenEstimator(SimpleImputer(keep_empty_features=True).fit(pool))
+    clf = DyMoClassifier(recoverer=frozen, d_model=16, n_heads=2, n_layers=1, max_epochs=1, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.recoverer_.estimator.statistics_, np.full(5, 100.0))
+    missing = {"a": X["a"][:4], "b": np.full((4, 2), np.nan, dtype=np.float32)}
+    np.testing.assert_array_equal(recover(clf.recoverer_, missing)["b"], np.full((4, 2), 100.0))
+    clf.save(tmp_path / "m")
+    loaded = DyMoClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.predict_proba(missing), clf.predict_proba(missing))

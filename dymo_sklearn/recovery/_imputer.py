@@ -28,18 +28,21 @@ def _unflatten(matrix, arrays):
 
 
 def fit_recoverer(recoverer, arrays):
-    """Clone ``recoverer`` and fit it on the training modalities; returns the fitted clone."""
+    """Clone ``recoverer`` and fit it on the training modalities; returns the fitted clone.
+
+    A ``sklearn.frozen.FrozenEstimator`` is its own clone and ignores ``fit``: a recoverer
+    fitted elsewhere (on a larger, unlabeled pool, say) is used as it is."""
     if not (hasattr(recoverer, "fit") and hasattr(recoverer, "transform")):
         raise TypeError(
             f"recoverer must have fit and transform methods (a scikit-learn imputer), got {type(recoverer).__name__}."
         )
     fitted = clone(recoverer)
     if getattr(fitted, "accepts_multimodal_input", False):
-        return fitted.fit(arrays)
+        return fitted.fit(arrays, None)
     if "keep_empty_features" in fitted.get_params():
         # All-NaN columns would otherwise vanish and shift every later modality.
         fitted.set_params(keep_empty_features=True)
-    return fitted.fit(_flatten(arrays))
+    return fitted.fit(_flatten(arrays), None)  # y given: FrozenEstimator.fit requires it
 
 
 def recover(fitted, arrays):
