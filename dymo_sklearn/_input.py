@@ -274,3 +274,15 @@ def split_columns(array, column_groups, feature_names=None):
         raise ValueError(f"Columns {shown} belong to no modality of column_groups; add them to a group "
                          "or drop them from X (nothing is dropped silently).")
     return modalities
+
+
+def dense_numbers(values, who):
+    """What a transformer or recoverer returned, as a dense numeric ndarray: sparse output is made
+    dense; anything but numbers is refused with a TypeError naming ``who``."""
+    if scipy.sparse.issparse(values):
+        values = values.toarray()
+    values = np.asarray(values)
+    if values.dtype.kind not in "biuf":
+        raise TypeError(f"{who} returned {values.dtype} values; it must return numbers.")
+    return values
+

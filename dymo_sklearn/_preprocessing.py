@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
 from ._categorical import has_categories
-from ._input import MultimodalDict, observed_modalities, validate_modalities
+from ._input import MultimodalDict, dense_numbers, observed_modalities, validate_modalities
 
 __all__ = ["ModalityTransformer"]
 
@@ -18,14 +18,7 @@ def transformer_output(name, values, n_rows):
     """A transformer's output for ``n_rows`` rows of modality ``name`` as a float64 (n_rows, width)
     array: sparse output (a default OneHotEncoder's) made dense; anything else that is not one
     number per row and feature refused, naming the modality."""
-    import scipy.sparse
-
-    if scipy.sparse.issparse(values):
-        values = values.toarray()
-    values = np.asarray(values)
-    if values.dtype.kind not in "biuf":
-        raise TypeError(f"The transformer of modality {name!r} returned {values.dtype} values; it must return "
-                        "numbers.")
+    values = dense_numbers(values, f"The transformer of modality {name!r}")
     if values.ndim != 2 or values.shape[0] != n_rows:
         raise ValueError(f"The transformer of modality {name!r} returned shape {values.shape} for {n_rows} rows; "
                          "expected one 2-D row per input row.")

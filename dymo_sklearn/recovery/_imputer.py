@@ -10,8 +10,9 @@ and receives the dict of arrays instead.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse
 from sklearn.base import clone
+
+from .._input import dense_numbers
 
 
 def _flatten(arrays):
@@ -59,12 +60,7 @@ def recover(fitted, arrays):
             raise ValueError(
                 f"The recoverer {type(fitted).__name__} failed on the data to recover: {error}{hint}"
             ) from error
-        if scipy.sparse.issparse(matrix):
-            matrix = matrix.toarray()
-        matrix = np.asarray(matrix)
-        if matrix.dtype.kind not in "biuf":
-            raise TypeError(f"The recoverer {type(fitted).__name__} returned {matrix.dtype} values; it must return "
-                            "numbers.")
+        matrix = dense_numbers(matrix, f"The recoverer {type(fitted).__name__}")
         with np.errstate(over="ignore"):  # values beyond float32 are refused below, by modality
             matrix = matrix.astype(np.float32)
         expected = sum(int(np.prod(a.shape[1:])) for a in arrays.values())
