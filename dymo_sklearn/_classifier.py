@@ -28,7 +28,7 @@ from ._prototypes import (
 from ._selection import CandidateFusion, select
 from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
 from .nn.distances import prototype_log_probabilities
-from .nn.dymo import HIDDEN, RECOVERED, DyMoNetwork
+from .nn.dymo import HIDDEN, MAX_ENUMERATED_MODALITIES, RECOVERED, DyMoNetwork
 from .recovery import KNNRecoverer, fit_recoverer, recover
 from .recovery._cross_fit import cross_fitted_recoveries
 
@@ -270,7 +270,7 @@ class DyMoClassifier(MultimodalClassifier):
 
     def _n_subsets(self, warn):
         """Subsets per batch: ``n_subsets`` capped at 2^M - 1, with a warning when capped at fit."""
-        n_all = 2 ** len(self.modalities_) - 1 if len(self.modalities_) <= 20 else None
+        n_all = 2 ** len(self.modalities_) - 1 if len(self.modalities_) <= MAX_ENUMERATED_MODALITIES else None
         if self.n_subsets == "auto":
             return _AUTO_SUBSETS if n_all is None else min(_AUTO_SUBSETS, n_all)
         if warn and n_all is not None and self.n_subsets > n_all:

@@ -81,24 +81,17 @@ def save(model, path):
     import skops.io
 
     preprocessing, final = _final(model, "save")
-    if preprocessing is None:
-        if isinstance(model, Pipeline):
-            return _save_pipeline_with(path, model, None, final)
+    if not isinstance(model, Pipeline):
         return final.save(path)
-    check_saveable(preprocessing, "the Pipeline's steps before the estimator")
-    return _save_pipeline_with(path, model, lambda staging: skops.io.dump(preprocessing, staging / "steps.skops"),
-                               final)
-
-
-def _save_pipeline_with(path, model, write_steps, final):
+    if preprocessing is not None:
+        check_saveable(preprocessing, "the Pipeline's steps before the estimator")
     config = {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "Pipeline",
-              "steps": [name for name, _ in model.steps], "final": type(final).__name__,
-              "has_steps": write_steps is not None}
+              "steps": [name for name, _ in model.steps], "final": type(final).__name__}
 
     def write(folder):
         (folder / _PIPELINE_FILE).write_text(json.dumps(config, indent=2))
-        if write_steps is not None:
-            write_steps(folder)
+        if preprocessing is not None:
+            skops.io.dump(preprocessing, folder / "steps.skops")
         final.save(folder / "final")
 
     return write_directory(path, write)
@@ -159,7 +152,7 @@ def load(path, *, device=None, encoders=None):
         raise ValueError(f"{pipeline_file}: 'steps' must be a non-empty list of step names; the file was edited.")
     final = _load_estimator(path / "final", device, encoders)
     steps = []
-    if config.get("has_steps"):
+    if len(names) > 1:
         file = path / "steps.skops"
         trusted = trusted_types(file)
         preprocessing = read_checked(file, lambda: skops.io.load(file, trusted=trusted))

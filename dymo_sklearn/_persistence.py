@@ -112,8 +112,7 @@ def save_model(estimator, path):
         params["encoders"] = {
             name: spec if isinstance(spec, str) else _CUSTOM for name, spec in params["encoders"].items()
         }
-    if isinstance(params["random_state"], np.random.RandomState):
-        params["random_state"] = None
+    params = _storable_seed(params)
     if isinstance(params.get("class_weight"), dict):
         # JSON object keys are strings; pairs keep integer and float labels what they were.
         params["class_weight"] = [[label, weight] for label, weight in params["class_weight"].items()]
@@ -223,6 +222,13 @@ def verify_manifest(folder):
         raise ValueError(f"{folder / added[0]} was not written by save(); remove it or save the model again.")
 
 
+def _storable_seed(params):
+    """``params`` with a RandomState instance (which JSON cannot hold) saved as None."""
+    if isinstance(params.get("random_state"), np.random.RandomState):
+        return {**params, "random_state": None}
+    return params
+
+
 def _neural_classes():
     from .recovery import MultimodalVAERecoverer, TabularRecoverer
 
@@ -237,14 +243,8 @@ def _is_neural(fitted):
 def _write_neural(folder, param, unfitted, fitted):
     from safetensors.torch import save_file
 
-    def plain(params):
-        params = dict(params)
-        if isinstance(params.get("random_state"), np.random.RandomState):
-            params["random_state"] = None
-        return params
-
-    config = {"class": type(fitted).__name__, "param": plain(unfitted.get_params(deep=False)),
-              "params": plain(fitted.get_params(deep=False))}
+    config = {"class": type(fitted).__name__, "param": _storable_seed(unfitted.get_params(deep=False)),
+              "params": _storable_seed(fitted.get_params(deep=False))}
     config["fitted"], arrays, state = fitted.saved_state()
     (folder / f"{param}.json").write_text(json.dumps(config, indent=2, default=_json_default))
     np.savez(folder / f"{param}.npz", **arrays)

@@ -7,6 +7,9 @@ from torch import nn
 
 from .backbone import Backbone, split_missing
 
+# Up to this many modalities training draws distinct subsets among all 2^M - 1; beyond, at random.
+MAX_ENUMERATED_MODALITIES = 20
+
 HIDDEN = "hidden:"  # training-input prefixes of recovery-aware training
 RECOVERED = "recovered:"
 
@@ -138,7 +141,7 @@ class DyMoNetwork(Backbone):
         """(A, B, M) presence for A distinct random non-empty subsets, intersected per sample."""
         n_modalities = self.n_modalities
         device = present.device
-        if n_modalities <= 20:
+        if n_modalities <= MAX_ENUMERATED_MODALITIES:
             n_all = 2 ** n_modalities - 1
             codes = torch.randperm(n_all, generator=self.generator, device=device)[: min(self.n_subsets, n_all)] + 1
             bits = subset_bits(codes, n_modalities)

@@ -55,12 +55,15 @@ class NeuralRecoverer(TransformerMixin, BaseEstimator):
             self.center_[name] = center.astype(np.float32)
             self.scale_[name] = scale.astype(np.float32)
         self._check_fit_input(arrays)
-        self.net_ = build_net(SelfSupervisedNet, self._module_class(), self._module_kwargs(), lr=self.lr,
-                              max_epochs=self.max_epochs, batch_size=self.batch_size,
-                              device=resolve_device(self.device), random_seed=fit_seed(self.random_state),
-                              verbose=self.verbose)
+        self.net_ = self._build_net(fit_seed(self.random_state))
         self.net_.fit(self._scaled(arrays), None)
         return self
+
+    def _build_net(self, seed):
+        """The skorch net that trains (or, loaded, holds) the module, seeded with ``seed``."""
+        return build_net(SelfSupervisedNet, self._module_class(), self._module_kwargs(), lr=self.lr,
+                         max_epochs=self.max_epochs, batch_size=self.batch_size, device=resolve_device(self.device),
+                         random_seed=seed, verbose=self.verbose)
 
     def _scaled(self, arrays):
         return {name: ((array.reshape(array.shape[0], -1) - self.center_[name]) / self.scale_[name]).reshape(array.shape)
@@ -116,9 +119,7 @@ class NeuralRecoverer(TransformerMixin, BaseEstimator):
             recoverer.categories_ = {int(column): int(count) for column, count in fitted["categories_"].items()}
         recoverer.center_ = {name: arrays[f"center:{name}"] for name in recoverer.modality_shapes_}
         recoverer.scale_ = {name: arrays[f"scale:{name}"] for name in recoverer.modality_shapes_}
-        net = build_net(SelfSupervisedNet, recoverer._module_class(), recoverer._module_kwargs(), lr=recoverer.lr,
-                        max_epochs=recoverer.max_epochs, batch_size=recoverer.batch_size,
-                        device=resolve_device(recoverer.device), random_seed=0)  # the weights are loaded next
+        net = recoverer._build_net(seed=0)  # the weights are loaded next
         net.initialize()
         net.module_.load_state_dict({key: value.to(net.device) for key, value in state.items()})
         net.module_.eval()
