@@ -170,6 +170,9 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         n_samples = next(iter(arrays.values())).shape[0]
         if len(y) != n_samples:
             raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples.")
+        labeled = labeled_rows(y)
+        if labeled is not None:
+            y = y[labeled]
         try:
             check_classification_targets(y)
             encoder = LabelEncoder().fit(y)
@@ -177,8 +180,11 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y mixes label types that cannot be ordered (missing labels as None or NaN "
                              f"among strings?): {error}") from None
         if len(encoder.classes_) < 2:
-            raise ValueError(
-                f"Need samples of at least 2 classes to fit; y holds only one class: {encoder.classes_[0]!r}.")
+            unlabeled = "" if labeled is None else (
+                f" ({n_samples - len(labeled)} rows labelled -1 are unlabeled rows, as in "
+                "sklearn.semi_supervised; a class named -1 must be renamed)")
+            raise ValueError(f"Need samples of at least 2 classes to fit; y holds only one class: "
+                             f"{encoder.classes_[0]!r}{unlabeled}.")
         if len(arrays) > MAX_MODALITIES:
             raise ValueError(f"At most {MAX_MODALITIES} modalities are supported, got {len(arrays)}.")
         names = list(arrays)
@@ -197,7 +203,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = encoder.classes_
         self.modalities_ = names
         self.modality_shapes_ = {name: array.shape[1:] for name, array in arrays.items()}
-        return arrays, present, encoder.transform(y).astype(np.int64), specs
+        return arrays, present, encoder.transform(y).astype(np.int64), specs, labeled
 
     @staticmethod
     def _stratifiable(y_encoded, fraction):
@@ -226,6 +232,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
             NaN marks missing entries; an all-NaN modality is a missing modality.
         y : array-like of shape (n_samples,)
+            Class labels; -1 marks an unlabeled row (``sklearn.semi_supervised``'s convention),
+            which only the label-free parts of fitting use.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weight of each sample, multiplied by ``class_weight``; the product is
             rescaled to mean 1, so only relative weights matter. It weighs the training and
@@ -237,16 +245,19 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         self
         """
         try:
-            arrays, present, y_encoded, specs = self._start_fit(X, y)
-            weights = self._sample_weights(y_encoded, sample_weight)
+            arrays, present, y_encoded, specs, labeled = self._start_fit(X, y)
+            weights = self._sample_weights(y_encoded, _labeled_weights(sample_weight, labeled, len(present)))
             seed = fit_seed(self.random_state)
-            network_inputs = self._prepare_fit(arrays, seed)
+            network_inputs = self._prepare_fit(arrays, seed, labeled)
             if weights is not None:
                 network_inputs = {**network_inputs, SAMPLE_WEIGHT: weights}
             train_split = self._train_split(y_encoded, seed)
+            # Input statistics need no labels: every row counts.
             self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed,
                                         self._input_scaling(arrays, specs))
             self.net_.fit(network_inputs, y_encoded)
+            if labeled is not None:
+                arrays, present = take_rows(arrays, labeled), present[labeled]
             self._after_fit(arrays, present, y_encoded, seed, weights)
         except BaseException:
             # A failed (re)fit leaves the estimator unfitted, never half old and half new.
@@ -289,13 +300,14 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("sample_weight (times class_weight) must be finite and sum to a finite number.")
         return (weights / weights.mean()).astype(np.float32)
 
-    def _prepare_fit(self, arrays, seed):
+    def _prepare_fit(self, arrays, seed, labeled=None):
         """Hook: fit-time work before the network is built (e.g. fitting a recoverer).
 
-        Returns the dict the network trains on: ``arrays``, possibly with extra entries that
-        the network's training ``forward`` reads.
+        ``labeled`` indexes the labeled rows of ``arrays`` (None: every row is labeled).
+        Returns the dict the network trains on: the labeled rows of ``arrays``, possibly with
+        extra entries that the network's training ``forward`` reads.
         """
-        return arrays
+        return arrays if labeled is None else take_rows(arrays, labeled)
 
     def _train_split(self, y_encoded, seed):
         """skorch's stratified validation split, or None when there is none."""
@@ -445,3 +457,39 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         from ._persistence import load_model
 
         return load_model(cls, path, device=device, encoders=encoders)
+
+
+def labeled_rows(y):
+    """Indices of the rows whose label is not -1, or None when every row is labeled.
+
+    -1 marks an unlabeled row, as in ``sklearn.semi_supervised``: in numeric labels, and in
+    object arrays (strings with -1 for the unlabeled rows). A string array has no unlabeled rows.
+    """
+    if y.dtype.kind in "iuf":
+        unlabeled = y == -1
+    elif y.dtype.kind == "O":
+        unlabeled = np.array([not isinstance(v, (str, bytes, bool, np.bool_)) and v == -1 for v in y], dtype=bool)
+    else:
+        return None
+    if not unlabeled.any():
+        return None
+    if unlabeled.all():
+        raise ValueError("Every row of y is -1, which marks an unlabeled row: there is nothing to learn "
+                         "the classes from.")
+    return np.flatnonzero(~unlabeled)
+
+
+def take_rows(arrays, rows):
+    """The given rows of every modality."""
+    return {name: array[rows] for name, array in arrays.items()}
+
+
+def _labeled_weights(sample_weight, labeled, n_samples):
+    """``sample_weight`` of the labeled rows; unlabeled rows carry no loss to weigh."""
+    if labeled is None or sample_weight is None or np.isscalar(sample_weight):
+        return sample_weight
+    sample_weight = np.asarray(sample_weight)
+    if sample_weight.ndim != 1 or len(sample_weight) != n_samples:
+        raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({n_samples},), one weight "
+                         "per row of X, unlabeled rows included.")
+    return sample_weight[labeled]

@@ -219,11 +219,19 @@ class DyMoClassifier(MultimodalClassifier):
     def fit(self, X, y, sample_weight=None):
         """Fit the recoverer, train the network, and fit prototypes and ICS statistics.
 
+        Rows labelled -1 are unlabeled, as in ``sklearn.semi_supervised`` (with string labels,
+        pass an object array holding -1 for them): they train the recoverer, its out-of-fold
+        clones and the input standardisation, never the classification loss, the prototypes or
+        the ICS statistics. Cross-validate with
+        :class:`~dymo_sklearn.model_selection.SemiSupervisedSplit`, which keeps them out of
+        every test set.
+
         Parameters
         ----------
         X : dict of str to array-like, MultimodalDict, 2-D array or DataFrame
             Modalities of shape (n_samples, ...); NaN marks missing entries.
         y : array-like of shape (n_samples,)
+            Class labels; -1 marks an unlabeled row.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative per-sample weights, multiplied by ``class_weight`` and rescaled to mean
             1: they weigh the losses, the prototypes and the subset statistics (prototypes and
@@ -250,13 +258,15 @@ class DyMoClassifier(MultimodalClassifier):
         # "auto", not "cuda": a model fitted on a GPU must still recover after loading on a CPU.
         return KNNRecoverer(n_neighbors=5, device="cpu" if self.device == "cpu" else "auto")
 
-    def _prepare_fit(self, arrays, seed):
+    def _prepare_fit(self, arrays, seed, labeled=None):
+        # The recoverer learns from every row, labeled or not; the network from the labeled ones.
         self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
+        train = super()._prepare_fit(arrays, seed, labeled)
         if not self.recovery_aware:
-            return arrays
+            return train
         hidden, recovered = cross_fitted_recoveries(self._recoverer(), arrays, _RECOVERY_FOLDS,
-                                                    np.random.default_rng(seed))
-        return {**arrays, **{f"{HIDDEN}{name}": array for name, array in hidden.items()},
+                                                    np.random.default_rng(seed), rows=labeled)
+        return {**train, **{f"{HIDDEN}{name}": array for name, array in hidden.items()},
                 **{f"{RECOVERED}{name}": array for name, array in recovered.items()}}
 
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):

@@ -66,6 +66,10 @@ class MARSClassifier(MultimodalClassifier):
     routes to the top-k experts; a feature router, which sees only the partial representation,
     learns to imitate it and alone routes at prediction time.
 
+    Rows labelled -1 in ``fit`` are unlabeled (``sklearn.semi_supervised``'s convention). MARS
+    recovers nothing and every part of it learns from labels, so they only enter the input
+    standardisation statistics; use :class:`DyMoClassifier`, whose recoverer learns from them.
+
     The research options (the paper's ablations, the loss weights, the routing noise) are
     parameters of :class:`dymo_sklearn.experimental.MARSResearchClassifier`.
 

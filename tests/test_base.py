@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers import (
+    MINUS_ONE_IS_UNLABELED,
     SAMPLE_ORDER_ROUNDING,
     SAMPLE_WEIGHT_EQUIVALENCE,
     tiny_classifier,
@@ -196,6 +197,7 @@ EXPECTED_FAILED_CHECKS = {
                                        "tested at atol 1e-5 in test_classifier.py.",
     "check_methods_sample_order_invariance": SAMPLE_ORDER_ROUNDING + "in test_classifier.py.",
     "check_sample_weight_equivalence_on_dense_data": SAMPLE_WEIGHT_EQUIVALENCE,
+    "check_classifiers_classes": MINUS_ONE_IS_UNLABELED,
 }
 
 
@@ -359,3 +361,81 @@ def test_verbose_shows_training_and_prediction_progress(image_table_data, capsys
     assert "DyMoClassifier predict" in capsys.readouterr().err
     clf.set_params(verbose=0).predict(X)
     assert capsys.readouterr().err == ""
+
+
+# ----------------------------------------------------------------------------------------------
+# Unlabeled rows: label -1, as in sklearn.semi_supervised.
+
+
+def test_minus_one_marks_unlabeled_rows_in_numbers_and_object_labels():
+    """Catches -1 becoming a class, string labels losing a class named '-1', or all-unlabeled
+    input passing silently."""
+    from dymo_sklearn._base import labeled_rows
+
+    np.testing.assert_array_equal(labeled_rows(np.array([0, -1, 2, -1])), [0, 2])
+    np.testing.assert_array_equal(labeled_rows(np.array([0.0, -1.0, 1.0])), [0, 2])
+    np.testing.assert_array_equal(labeled_rows(np.array(["a", -1, "b"], dtype=object)), [0, 2])
+    assert labeled_rows(np.array(["a", "-1", "b"])) is None  # a string array has no unlabeled rows
+    assert labeled_rows(np.array([0, 1, 2])) is None
+    with pytest.raises(ValueError, match="Every row of y is -1"):
+        labeled_rows(np.array([-1, -1]))
+
+
+@pytest.mark.parametrize("make", [_checked_estimator, lambda: tiny_mars(max_epochs=30, lr=1e-2)])
+def test_string_and_object_labels_are_predicted_as_given(make):
+    """check_classifiers_classes without its -1/1 problem: binary and multiclass string labels,
+    as str and as object arrays, come back from predict as given."""
+    from sklearn.datasets import make_blobs
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.utils.estimator_checks import check_classifiers_predictions
+
+    X, y = make_blobs(n_samples=30, random_state=0, cluster_std=0.1)
+    X = StandardScaler().fit_transform(X)
+    for rows, names in ((y != 2, ["one", "two"]), (slice(None), ["one", "two", "three"])):
+        labels = np.take(names, y[rows])
+        for typed in (labels, labels.astype("O")):
+            check_classifiers_predictions(X[rows], typed, type(make()).__name__, make())
+
+
+def test_a_class_named_minus_one_is_refused_with_the_reason(image_table_data):
+    X, y = image_table_data
+    with pytest.raises(ValueError, match="labelled -1 are unlabeled rows.*must be renamed"):
+        tiny_mars().fit(X, np.where(y % 2 == 0, -1, 1))
+
+
+def test_unlabeled_rows_never_reach_the_loss(image_table_data):
+    """MARS learns nothing without labels: with fixed input scaling, fitting with unlabeled rows
+    (any weight) equals fitting on the labeled rows alone. Catches -1 trained as a class, the
+    unlabeled rows in a batch, or weights misaligned with the labeled rows."""
+    X, y = image_table_data
+    y_partial = y.copy()
+    y_partial[::3] = -1
+    labeled = y_partial != -1
+    weights = np.linspace(0.5, 2.0, len(y))
+    weights[~labeled] = 1000.0
+    with_unlabeled = tiny_mars(standardize=False).fit(X, y_partial, sample_weight=weights)
+    alone = tiny_mars(standardize=False).fit({k: v[labeled] for k, v in X.items()}, y[labeled],
+                                             sample_weight=weights[labeled])
+    np.testing.assert_array_equal(with_unlabeled.classes_, np.unique(y))
+    np.testing.assert_array_equal(with_unlabeled.predict_proba(X), alone.predict_proba(X))
+    with pytest.raises(ValueError, match="one weight per row of X, unlabeled rows included"):
+        tiny_mars().fit(X, y_partial, sample_weight=weights[labeled])
+
+
+def test_the_recoverer_learns_from_every_row_the_network_from_labeled_ones(image_table_data):
+    """Catches a recoverer fitted on the labeled rows only, unlabeled rows in the network's
+    training set, and -1 among string labels read as a class."""
+    X, y = image_table_data
+    X_missing = {name: array.copy() for name, array in X.items()}
+    image_seen = ~np.isnan(X["image"]).reshape(len(y), -1).all(1)
+    X_missing["table"][image_seen & (np.arange(len(y)) % 4 == 0)] = np.nan
+    y_partial = np.array([str(v) for v in y], dtype=object)
+    y_partial[1::3] = -1
+    clf = tiny_classifier().fit(X_missing, y_partial)
+    table_means = np.nanmean(X_missing["table"], axis=0)
+    n_image = int(np.prod(X["image"].shape[1:]))
+    np.testing.assert_allclose(clf.recoverer_.statistics_[n_image:], table_means, rtol=1e-5)
+    assert set(clf.classes_) == {str(v) for v in np.unique(y)}
+    trained_on = sum(batch["train_batch_size"] for batch in clf.net_.history[-1]["batches"]
+                     if "train_batch_size" in batch)
+    assert 0.8 * (y_partial != -1).sum() <= trained_on <= (y_partial != -1).sum()

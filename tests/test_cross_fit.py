@@ -55,3 +55,33 @@ def test_hide_entries_of_a_single_modality():
     hidden = hide_modalities(arrays, rng)["x"]
     assert (~np.isnan(hidden)).sum(1).min() >= 1
     assert 0.1 < np.isnan(hidden).mean() < 0.6
+
+
+def test_only_the_given_rows_are_recovered_and_every_row_trains_the_recoverers():
+    """Catches recovering unlabeled rows (wasted work, wrong row order) or leaving them out of
+    the recoverers' training: with 1-NN on identity views, a labeled row whose only neighbour
+    is an unlabeled one is recovered from that row alone."""
+    arrays = _identity_views(120)
+    rows = np.arange(0, 120, 3)  # the labeled rows
+    hidden, recovered = cross_fitted_recoveries(KNNImputer(n_neighbors=1), arrays, 2, np.random.default_rng(0),
+                                                rows=rows)
+    assert all(array.shape == (40, 1) for array in hidden.values())
+    for name, scale in (("a", 1), ("b", 10), ("c", 100)):
+        was_hidden = np.isnan(hidden[name][:, 0])
+        np.testing.assert_array_equal(recovered[name][~was_hidden], arrays[name][rows][~was_hidden])
+        assert not np.any(recovered[name][was_hidden, 0] == scale * rows[was_hidden])  # never its own copy
+    # the views are collinear, so 1-NN on the observed views finds the nearest other id: the
+    # unlabeled rows between the labeled ones are among the neighbours found
+    found = np.concatenate([recovered["a"][np.isnan(hidden["a"][:, 0]), 0]])
+    assert np.isin(found, np.setdiff1d(np.arange(120), rows)).any()
+
+
+def test_all_rows_given_is_the_same_as_none():
+    """Catches a row-position mix-up: naming every row must reproduce the default exactly."""
+    arrays = _identity_views(50)
+    expected = cross_fitted_recoveries(KNNImputer(n_neighbors=2), arrays, 3, np.random.default_rng(4))
+    named = cross_fitted_recoveries(KNNImputer(n_neighbors=2), arrays, 3, np.random.default_rng(4),
+                                    rows=np.arange(50))
+    for before, after in zip(expected, named):
+        for name in arrays:
+            np.testing.assert_array_equal(before[name], after[name])

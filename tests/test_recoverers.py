@@ -197,3 +197,26 @@ def test_a_frozen_recoverer_is_used_as_it_is(tmp_path):
     clf.save(tmp_path / "m")
     loaded = DyMoClassifier.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict_proba(missing), clf.predict_proba(missing))
+
+
+def test_a_pretrained_tabular_recoverer_is_frozen_and_used_as_it_is(image_table_data):
+    """The TIP-style recipe of the user guide: a TabularRecoverer pretrained on an unlabeled pool,
+    frozen, passed in. Catches the frozen wrapper hiding ``accepts_multimodal_input`` (the
+    recoverer would get a flat matrix) and a refit on the labeled rows (its weights would change)."""
+    import torch
+    from sklearn.frozen import FrozenEstimator
+
+    from dymo_sklearn import DyMoClassifier
+
+    X, y = image_table_data
+    pool, labeled = np.arange(0, 300), np.arange(300, 400)
+    pretrained = TabularRecoverer("table", max_epochs=2, random_state=0, device="cpu").fit(
+        {name: array[pool] for name, array in X.items()})
+    before = {k: v.clone() for k, v in pretrained.net_.module_.state_dict().items()}
+    clf = DyMoClassifier(recoverer=FrozenEstimator(pretrained), d_model=16, n_heads=2, n_layers=1, max_epochs=1,
+                         random_state=0, device="cpu")
+    clf.fit({name: array[labeled] for name, array in X.items()}, y[labeled])
+    assert clf.recoverer_.estimator is pretrained
+    assert all(torch.equal(before[k], v) for k, v in pretrained.net_.module_.state_dict().items())
+    missing = {"image": X["image"][:5], "table": np.full_like(X["table"][:5], np.nan)}
+    np.testing.assert_array_equal(recover(clf.recoverer_, missing)["table"], pretrained.transform(missing)["table"])

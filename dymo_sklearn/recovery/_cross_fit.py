@@ -45,7 +45,7 @@ def hide_modalities(arrays, rng):
     return hidden
 
 
-def cross_fitted_recoveries(recoverer, arrays, n_folds, rng):
+def cross_fitted_recoveries(recoverer, arrays, n_folds, rng, rows=None):
     """Each sample with some modalities hidden, and those recovered out of fold.
 
     Parameters
@@ -53,24 +53,33 @@ def cross_fitted_recoveries(recoverer, arrays, n_folds, rng):
     recoverer : unfitted imputer or recoverer
         Cloned and fitted once per fold on the other folds.
     arrays : dict of str to ndarray
-        NaN-marked training modalities.
+        NaN-marked training modalities, unlabeled rows included: they train the recoverers.
     n_folds : int
     rng : numpy.random.Generator
         Draws the hidden modalities and the folds.
+    rows : ndarray of int, default=None
+        The rows to hide and recover (the labeled ones); None for every row.
 
     Returns
     -------
     hidden : dict of str to ndarray
-        ``arrays`` with the hidden modalities (or, for a single modality, entries) set to NaN.
+        ``arrays[rows]`` with the hidden modalities (or, for a single modality, entries) set to NaN.
     recovered : dict of str to ndarray
         ``hidden`` with every missing entry filled by the recoverer of the other folds.
     """
-    hidden = hide_modalities(arrays, rng)
     n_samples = next(iter(arrays.values())).shape[0]
-    recovered = {name: np.empty_like(array) for name, array in arrays.items()}
+    hidden = hide_modalities(arrays if rows is None else {name: a[rows] for name, a in arrays.items()}, rng)
+    position = np.arange(n_samples) if rows is None else np.full(n_samples, -1)
+    if rows is not None:
+        position[rows] = np.arange(len(rows))
+    recovered = {name: np.empty_like(array) for name, array in hidden.items()}
     folds = KFold(n_splits=min(n_folds, n_samples), shuffle=True, random_state=int(rng.integers(2**31 - 1)))
     for fit_rows, fold_rows in folds.split(np.arange(n_samples)):
+        targets = position[fold_rows]
+        targets = targets[targets >= 0]
+        if not len(targets):
+            continue
         fitted = fit_recoverer(recoverer, {name: array[fit_rows] for name, array in arrays.items()})
-        for name, values in recover(fitted, {name: array[fold_rows] for name, array in hidden.items()}).items():
-            recovered[name][fold_rows] = values
+        for name, values in recover(fitted, {name: array[targets] for name, array in hidden.items()}).items():
+            recovered[name][targets] = values
     return hidden, recovered
