@@ -20,6 +20,7 @@ from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.datasets import load_breast_cancer_views, make_multiview_digits
 from dymo_sklearn.recovery import fit_recoverer, recover
 
+FEATURE_SETS = ("features_mnist", "features_fashion")  # six tabular views each, feature_views.py
 MODES = ("none", "all", "simultaneous", "iterative", "dymo")
 REWARDS = ("log", "prob")
 
@@ -61,16 +62,27 @@ def load_split(dataset, seed, quick):
         Xtr, ytr = make_multiview_fashion(5, n_train, background=1.0, image_size=14, split="train", random_state=seed)
         Xte, yte = make_multiview_fashion(5, n_test, background=1.0, image_size=14, split="test", random_state=seed)
         return dict(Xtr), ytr, dict(Xte), yte, (0.0, 0.2, 0.4, 0.6, 0.8)
+    if dataset in FEATURE_SETS:
+        from .feature_views import load_feature_views
+
+        X, y = load_feature_views(dataset, seed)
+        rates = (0.0, 0.5, 0.67, 0.83)  # 0, 3, 4 and 5 of the 6 views missing
+        return _standardised_split(X, y, seed, rates)
     if dataset == "breast_cancer":
         X, y = load_breast_cancer_views()
-        tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=y)
-        Xtr, Xte = subset(X, tr), subset(X, te)
-        for name in Xtr:  # standardise each view on the training part (the baselines do not)
-            scaler = StandardScaler().fit(Xtr[name])
-            Xtr[name] = scaler.transform(Xtr[name]).astype(np.float32)
-            Xte[name] = scaler.transform(Xte[name]).astype(np.float32)
-        return Xtr, y[tr], Xte, y[te], (0.0, 1 / 3, 2 / 3)
+        return _standardised_split(X, y, seed, (0.0, 1 / 3, 2 / 3))
     raise ValueError(dataset)
+
+
+def _standardised_split(X, y, seed, rates):
+    """A stratified 70/30 split of tables, each view standardised on the training part."""
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.3, random_state=seed, stratify=y)
+    Xtr, Xte = subset(X, tr), subset(X, te)
+    for name in Xtr:  # standardise each view on the training part (the baselines do not)
+        scaler = StandardScaler().fit(Xtr[name])
+        Xtr[name] = scaler.transform(Xtr[name]).astype(np.float32)
+        Xte[name] = scaler.transform(Xte[name]).astype(np.float32)
+    return Xtr, y[tr], Xte, y[te], rates
 
 
 def make_model(dataset, *, distance, temperature, seed, quick, **extra):

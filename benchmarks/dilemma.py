@@ -346,6 +346,8 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
                   f"{worst_rate:.2f}).", "",
                   f"Ablation at η = {top:.2f} with the default recoverer (none / all / S / I / I+C):", ""]
         for model in (SHIPPED, PAPER_TRAINING):
+            if (model, "knn", "none", top) not in means:  # a run without the paper's training
+                continue
             values = " / ".join(f"{100 * means[(model, 'knn', m, top)]:.1f}" for m in MODES)
             lines.append(f"- {model}: {values}")
         lines.append("")

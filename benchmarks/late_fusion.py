@@ -136,7 +136,9 @@ def run_seed(dataset, seed, quick, kinds=KINDS):
 
 def _dymo_rows(dataset):
     """Shipped DyMo (default recoverer) per η from the dilemma record, for the same seeds."""
-    path = RESULTS / ("dilemma_fashion.json" if dataset == "polymnist_fashion" else "dilemma.json")
+    record = {"polymnist_fashion": "dilemma_fashion.json", "features_mnist": "dilemma_features.json",
+              "features_fashion": "dilemma_features.json"}.get(dataset, "dilemma.json")
+    path = RESULTS / record
     frame = pd.DataFrame(json.loads(path.read_text())["records"])
     frame = frame[(frame.dataset == dataset) & (frame.model == "shipped") & (frame.recoverer == "knn")]
     return frame[frame.method.isin(["dymo", "none"])]
