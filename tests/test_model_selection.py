@@ -65,3 +65,21 @@ def test_no_unlabeled_rows_is_plain_cross_validation(cv):
     for (train, test), (e_train, e_test) in zip(SemiSupervisedSplit(cv).split(None, y), expected):
         np.testing.assert_array_equal(test, e_test)
         np.testing.assert_array_equal(train, e_train)
+
+
+def test_a_pipeline_passes_unlabeled_rows_to_the_estimator(image_table_data):
+    """Catches a Pipeline step dropping or reordering the -1 rows: the pipeline's recoverer must
+    be the one fitted on every row, as the estimator alone fits it."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from dymo_sklearn import MultimodalDict
+
+    X, y = image_table_data
+    y = y.copy()
+    y[1::2] = -1
+    scale = FunctionTransformer(lambda data: MultimodalDict(**{k: v * 1.0 for k, v in data.items()}))
+    pipeline = make_pipeline(scale, tiny_classifier()).fit(X, y)
+    alone = tiny_classifier().fit(X, y)
+    np.testing.assert_array_equal(pipeline[-1].recoverer_.statistics_, alone.recoverer_.statistics_)
+    np.testing.assert_array_equal(pipeline.predict_proba(X), alone.predict_proba(X))
