@@ -38,12 +38,20 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from dymo_sklearn import DyMoClassifier
-from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.datasets import apply_missing
+from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.recovery import MultimodalVAERecoverer, fit_recoverer
 
 from .accuracy import baselines, flat
-from .common import CachedRecovery, load_split, output_folder, recoverers, write_run_files, with_recoverer
+from .common import (
+    CachedRecovery,
+    load_split,
+    output_folder,
+    recoverers,
+    with_recoverer,
+    write_run_files,
+)
+from .late_fusion import best_at as best_late_fusion_at
 
 DATASETS = ("polymnist_digits", "polymnist_mnist", "breast_cancer")
 MODES = ("none", "all", "simultaneous", "iterative", "dymo")
@@ -335,6 +343,10 @@ def report(records, fits, command=("--jobs", "2"), threads=1, params=None):
         lines += ["", f"At η = {top:.2f}: shipped dymo (default recoverer) {100 * dymo:.1f}; best of the peers and "
                   f"its own none/all: {best} {100 * peers[best]:.1f} (gap {100 * (dymo - peers[best]):+.1f}); "
                   f"pattern specialists {100 * specialist:.1f} (gap {100 * (dymo - specialist):+.1f}).", ""]
+        late = best_late_fusion_at(dataset, top, seeds["the shipped model"])
+        if late is not None:
+            lines += [f"Best late fusion at η = {top:.2f} (`late_fusion.json`, the same splits and masks): "
+                      f"{late[0]} {100 * late[1]:.1f} (gap {100 * (dymo - late[1]):+.1f}).", ""]
         means = _means(part, ["model", "recoverer", "method", "rate"])
         gaps = []
         for rate in rates:

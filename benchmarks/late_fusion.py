@@ -144,6 +144,20 @@ def _dymo_rows(dataset):
     return frame[frame.method.isin(["dymo", "none"])]
 
 
+def best_at(dataset, rate, seeds):
+    """(method, mean accuracy) of the best late fusion at ``rate`` over ``seeds`` in the committed
+    ``late_fusion.json``; None where that data set, rate or one of the seeds was not run."""
+    path = RESULTS / "late_fusion.json"
+    if not path.exists():
+        return None
+    frame = pd.DataFrame(json.loads(path.read_text())["records"])
+    frame = frame[(frame.dataset == dataset) & np.isclose(frame.rate, rate, atol=1e-6) & frame.seed.isin(seeds)]
+    if frame.empty or set(frame.seed) != set(seeds):
+        return None
+    means = frame.groupby("method").accuracy.mean()
+    return means.idxmax(), float(means.max())
+
+
 def report(run, command):
     records = pd.DataFrame(run["records"])
     merged = [f"merges `python -m benchmarks.late_fusion {' '.join(part)}`" for part in run.get("parts", [])]

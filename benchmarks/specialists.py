@@ -43,6 +43,7 @@ from dymo_sklearn.datasets import apply_missing
 from .accuracy import baselines, flat
 from .common import benchmark_main, load_split, params_label
 from .dilemma import DATASETS, SHIPPED, one_row_each
+from .late_fusion import best_at as best_late_fusion_at
 
 KINDS = ("LogReg", "SVC (RBF)", "network")
 # DyMo's own none/all and the dilemma's simple pipelines (breast cancer runs every one).
@@ -253,6 +254,12 @@ def report(records, command):
                      f"| {gap(best)} |")
         per_dataset[dataset] = (mine[0]["rate"], seeds, by_validation, best)
     lines += goal_table(per_dataset, figures)
+    late = [(dataset, rate, best_late_fusion_at(dataset, rate, seeds))
+            for dataset, (rate, seeds, _, _) in per_dataset.items()]
+    if any(found for *_, found in late):
+        lines += ["", "Best late fusion at the same η and seeds (`late_fusion.json`, the same splits and masks):", ""]
+        lines += [f"- {dataset}, η = {rate:.2f}: {found[0]} {100 * found[1]:.1f}" for dataset, rate, found in late
+                  if found]
     fit = {kind: np.mean([r["fit_s"] for r in records if r["kind"] == kind]) for kind in KINDS}
     lines += ["", "Mean fit time of one specialist on the whole training part (s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in fit.items()) + ".", ""]

@@ -27,7 +27,7 @@ def _render(name):
     return module.report(load(f"{name}.json"), "command")
 
 
-PAGES = ("dilemma", "dilemma_fashion", "specialists", "specialists_fashion", "mars", "device_fit_fashion",
+PAGES = ("dilemma", "dilemma_fashion", "dilemma_features", "specialists", "specialists_fashion", "mars", "device_fit_fashion",
          "training_length", "n_subsets", "standardize", "sequences", "late_fusion")
 
 
