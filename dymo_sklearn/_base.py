@@ -199,6 +199,11 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         if never:
             raise ValueError(f"Modalities {never} have no observed entry in the training data: the network "
                              "cannot learn them. Drop them from X.")
+        unseen = [] if labeled is None else [name for name, seen in zip(names, present[labeled].any(axis=0))
+                                             if not seen]
+        if unseen:
+            raise ValueError(f"Modalities {unseen} are observed only in unlabeled rows (label -1): the network "
+                             "cannot learn them. Drop them from X, or label some rows that have them.")
         specs = self._encoder_specs(names)
         self.classes_ = encoder.classes_
         self.modalities_ = names
@@ -468,8 +473,12 @@ def labeled_rows(y):
     if y.dtype.kind in "iuf":
         unlabeled = y == -1
     elif y.dtype.kind == "O":
-        unlabeled = np.array([not isinstance(v, (str, bytes, bool, np.bool_)) and v == -1 for v in y], dtype=bool)
+        unlabeled = np.array([isinstance(v, Real) and not isinstance(v, (bool, np.bool_)) and v == -1 for v in y],
+                             dtype=bool)
     else:
+        if y.dtype.kind in "US" and (y == y.dtype.type("-1")).any():
+            raise ValueError("y is an array of strings holding '-1': mark unlabeled rows with the number -1 in an "
+                             "object array (np.asarray(labels, dtype=object)), or rename a class called '-1'.")
         return None
     if not unlabeled.any():
         return None

@@ -18,11 +18,15 @@ class SemiSupervisedSplit:
     ``cross_val_score``, ``cross_validate`` and ``GridSearchCV`` fit on labeled + unlabeled rows
     and score on labeled rows only.
 
+    With ``groups``, an unlabeled row joins a training set only when its group is not tested
+    there, so no tested patient's other records reach the recoverer.
+
     Parameters
     ----------
     cv : int, cross-validation generator or iterable, default=5
         How to split the labeled rows, as scikit-learn's ``cv`` argument: an int is a
-        ``StratifiedKFold`` of that many folds.
+        ``StratifiedKFold`` of that many folds. An iterable of (train, test) pairs, or a
+        ``PredefinedSplit``, indexes the labeled rows in their order, not all rows.
 
     Examples
     --------
@@ -54,24 +58,30 @@ class SemiSupervisedSplit:
         ------
         train, test : ndarray of int
         """
-        y = column_or_1d(np.asarray(y))
-        labeled = labeled_rows(y)
-        if labeled is None:
-            labeled = np.arange(len(y))
+        y, labeled, groups = self._labeled(y, groups)
         unlabeled = np.setdiff1d(np.arange(len(y)), labeled)
-        groups = None if groups is None else np.asarray(groups)[labeled]
+        labeled_groups = None if groups is None else groups[labeled]
         splitter = check_cv(self.cv, y[labeled], classifier=True)
-        for train, test in splitter.split(np.zeros((len(labeled), 1)), y[labeled], groups):
-            yield np.sort(np.concatenate([labeled[train], unlabeled])), labeled[test]
+        for train, test in splitter.split(np.zeros((len(labeled), 1)), y[labeled], labeled_groups):
+            extra = unlabeled
+            if groups is not None:  # an unlabeled row of a tested group would leak that group
+                extra = unlabeled[~np.isin(groups[unlabeled], labeled_groups[test])]
+            yield np.sort(np.concatenate([labeled[train], extra])), labeled[test]
 
     def get_n_splits(self, X=None, y=None, groups=None):
-        """Number of splits, that of ``cv`` on the labeled rows."""
+        """Number of splits, that of ``cv`` on the labeled rows (and their groups)."""
         if y is None:
-            return check_cv(self.cv, classifier=False).get_n_splits()
+            return check_cv(self.cv, classifier=False).get_n_splits(X, y, groups)
+        y, labeled, groups = self._labeled(y, groups)
+        return check_cv(self.cv, y[labeled], classifier=True).get_n_splits(
+            np.zeros((len(labeled), 1)), y[labeled], None if groups is None else groups[labeled])
+
+    @staticmethod
+    def _labeled(y, groups):
         y = column_or_1d(np.asarray(y))
         labeled = labeled_rows(y)
-        y = y if labeled is None else y[labeled]
-        return check_cv(self.cv, y, classifier=True).get_n_splits()
+        labeled = np.arange(len(y)) if labeled is None else labeled
+        return y, labeled, None if groups is None else np.asarray(groups)
 
     def __repr__(self):
         return f"{type(self).__name__}(cv={self.cv!r})"

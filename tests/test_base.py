@@ -368,14 +368,16 @@ def test_verbose_shows_training_and_prediction_progress(image_table_data, capsys
 
 
 def test_minus_one_marks_unlabeled_rows_in_numbers_and_object_labels():
-    """Catches -1 becoming a class, string labels losing a class named '-1', or all-unlabeled
-    input passing silently."""
+    """Catches -1 becoming a class, '-1' in a string array read either way silently, or
+    all-unlabeled input passing silently."""
     from dymo_sklearn._base import labeled_rows
 
     np.testing.assert_array_equal(labeled_rows(np.array([0, -1, 2, -1])), [0, 2])
     np.testing.assert_array_equal(labeled_rows(np.array([0.0, -1.0, 1.0])), [0, 2])
     np.testing.assert_array_equal(labeled_rows(np.array(["a", -1, "b"], dtype=object)), [0, 2])
-    assert labeled_rows(np.array(["a", "-1", "b"])) is None  # a string array has no unlabeled rows
+    assert labeled_rows(np.array(["a", "b"])) is None  # a string array has no unlabeled rows
+    with pytest.raises(ValueError, match="strings holding '-1'"):
+        labeled_rows(np.array(["a", "-1", "b"]))
     assert labeled_rows(np.array([0, 1, 2])) is None
     with pytest.raises(ValueError, match="Every row of y is -1"):
         labeled_rows(np.array([-1, -1]))
@@ -401,6 +403,24 @@ def test_a_class_named_minus_one_is_refused_with_the_reason(image_table_data):
     X, y = image_table_data
     with pytest.raises(ValueError, match="labelled -1 are unlabeled rows.*must be renamed"):
         tiny_mars().fit(X, np.where(y % 2 == 0, -1, 1))
+    # a list mixing strings and -1 becomes a string array, where '-1' would silently be a class
+    with pytest.raises(ValueError, match="strings holding '-1'.*object array"):
+        tiny_mars().fit(X, np.where(y % 2 == 0, "-1", "odd"))
+    labels = pd.Series(np.where(y % 2 == 0, "even", "odd"), dtype="string")
+    labels[3] = pd.NA
+    with pytest.raises(ValueError, match="cannot be ordered"):
+        tiny_mars().fit(X, labels)
+
+
+def test_a_modality_seen_only_in_unlabeled_rows_is_refused(image_table_data):
+    X, y = image_table_data
+    y = y.copy()
+    y[:100] = -1
+    X = {name: array.copy() for name, array in X.items()}
+    X["table"][100:] = np.nan
+    X["image"] = np.nan_to_num(X["image"])  # every row keeps a view
+    with pytest.raises(ValueError, match=r"\['table'\] are observed only in unlabeled rows"):
+        tiny_classifier().fit(X, y)
 
 
 def test_unlabeled_rows_never_reach_the_loss(image_table_data):
@@ -436,6 +456,9 @@ def test_the_recoverer_learns_from_every_row_the_network_from_labeled_ones(image
     n_image = int(np.prod(X["image"].shape[1:]))
     np.testing.assert_allclose(clf.recoverer_.statistics_[n_image:], table_means, rtol=1e-5)
     assert set(clf.classes_) == {str(v) for v in np.unique(y)}
+    # the input statistics need no labels: every row counts
+    shift = clf.net_.module_.standardizer.shift_1.numpy()
+    np.testing.assert_allclose(shift.ravel(), table_means, rtol=1e-4, atol=1e-5)
     trained_on = sum(batch["train_batch_size"] for batch in clf.net_.history[-1]["batches"]
                      if "train_batch_size" in batch)
     assert 0.8 * (y_partial != -1).sum() <= trained_on <= (y_partial != -1).sum()

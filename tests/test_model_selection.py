@@ -28,12 +28,18 @@ def test_unlabeled_rows_train_every_fold_and_test_none():
 
 
 def test_the_inner_splitter_sees_only_labeled_rows_and_their_groups():
-    """Catches groups or labels misaligned with the labeled rows passed to ``cv``."""
-    y = np.array([0, 1, -1, 0, 1, -1, 0, 1, 0, 1])
-    groups = np.array([0, 0, 9, 1, 1, 9, 2, 2, 3, 3])
-    for train, test in SemiSupervisedSplit(cv=GroupKFold(2)).split(None, y, groups):
-        test_groups, train_groups = set(groups[test]), set(groups[train]) - {9}
-        assert not test_groups & train_groups and 9 not in test_groups
+    """Catches groups or labels misaligned with the labeled rows passed to ``cv``, and an
+    unlabeled row of a tested group (another record of a tested patient) put in training."""
+    y = np.array([0, 1, -1, 0, 1, -1, 0, 1, 0, 1, -1])
+    groups = np.array([0, 0, 9, 1, 1, 9, 2, 2, 3, 3, 1])
+    splitter = SemiSupervisedSplit(cv=GroupKFold(2))
+    for train, test in splitter.split(None, y, groups):
+        assert not set(groups[test]) & set(groups[train])
+        assert {2, 5} <= set(train)  # group 9 has no labeled row: it is never tested
+    assert splitter.get_n_splits(None, y, groups) == 2
+    from sklearn.model_selection import LeaveOneGroupOut
+
+    assert SemiSupervisedSplit(LeaveOneGroupOut()).get_n_splits(None, y, groups) == 4  # 9 only unlabeled
     # stratified on the labeled rows: each test fold holds both classes
     for _, test in SemiSupervisedSplit(cv=StratifiedKFold(2)).split(None, y):
         assert set(y[test]) == {0, 1}
@@ -82,4 +88,6 @@ def test_a_pipeline_passes_unlabeled_rows_to_the_estimator(image_table_data):
     pipeline = make_pipeline(scale, tiny_classifier()).fit(X, y)
     alone = tiny_classifier().fit(X, y)
     np.testing.assert_array_equal(pipeline[-1].recoverer_.statistics_, alone.recoverer_.statistics_)
+    flat = np.concatenate([v.reshape(len(v), -1) for v in X.values()], axis=1)
+    np.testing.assert_allclose(pipeline[-1].recoverer_.statistics_, np.nanmean(flat, axis=0), rtol=1e-5)
     np.testing.assert_array_equal(pipeline.predict_proba(X), alone.predict_proba(X))
