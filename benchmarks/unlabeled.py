@@ -33,6 +33,9 @@ from sklearn.semi_supervised import SelfTrainingClassifier
 from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing
 
+from .accuracy import flat
+from .late_fusion import fuse
+
 RESULTS = Path(__file__).parent / "results"
 N_UNLABELED = 4000
 
@@ -67,19 +70,6 @@ def load(dataset, seed, n_labeled):
     return labeled, y[:n_labeled], unlabeled, X_test, y_test, rates
 
 
-def flat(X):
-    return np.concatenate([v.reshape(len(v), -1) for v in X.values()], axis=1)
-
-
-def late_fusion(models, X, classes):
-    total = np.zeros((len(next(iter(X.values()))), len(classes)))
-    for name, model in models.items():
-        values = X[name].reshape(len(X[name]), -1)
-        seen = ~np.isnan(values).all(1)
-        total[seen] += model.predict_proba(values[seen])
-    return classes[total.argmax(1)]
-
-
 def run(dataset, seed, n_labeled):
     X_lab, y_lab, X_unl, X_test, y_test, rates = load(dataset, seed, n_labeled)
     tests = {rate: apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
@@ -107,12 +97,12 @@ def run(dataset, seed, n_labeled):
     head = logreg().fit(imputer.transform(flat(X_lab)), y_lab)
     add("KNNImputer on all rows + LogReg", lambda X: head.predict(imputer.transform(flat(X))))
     per_view = {k: logreg().fit(v.reshape(len(v), -1), y_lab) for k, v in X_lab.items()}
-    add("late fusion LogReg, labeled only", lambda X: late_fusion(per_view, X, classes))
+    add("late fusion LogReg, labeled only", lambda X: fuse(per_view, X, classes)["mean"])
     start = time.perf_counter()
     self_trained = {k: SelfTrainingClassifier(logreg(), threshold=0.9, max_iter=5).fit(v.reshape(len(v), -1), y_all)
                     for k, v in X_all.items()}
     seconds["self-training"] = time.perf_counter() - start
-    add("late fusion self-trained LogReg", lambda X: late_fusion(self_trained, X, classes))
+    add("late fusion self-trained LogReg", lambda X: fuse(self_trained, X, classes)["mean"])
     print(dataset, seed, n_labeled, {k: round(v) for k, v in seconds.items()}, flush=True)
     return records, [dict(dataset=dataset, seed=seed, labeled=n_labeled, **{f"{k} s": v for k, v in seconds.items()})]
 

@@ -16,17 +16,24 @@ import torch
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import Interval, StrOptions, validate_parameter_constraints
+from sklearn.utils._param_validation import (
+    Interval,
+    StrOptions,
+    validate_parameter_constraints,
+)
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 from skorch.dataset import ValidSplit
 from tqdm.auto import tqdm
 
 from ._categorical import encode_categories, fit_categories, has_categories
 from ._devices import resolve_device
-from ._random import fit_seed
-from ._training import SAMPLE_WEIGHT, is_terminal
 from ._input import (
     check_some_modality_observed,
     observed_modalities,
@@ -34,6 +41,8 @@ from ._input import (
     validate_modalities,
 )
 from ._prototypes import MAX_MODALITIES
+from ._random import fit_seed
+from ._training import SAMPLE_WEIGHT, is_terminal
 from .nn.encoders import encoder_kind
 from .nn.standardize import input_statistics
 
@@ -261,8 +270,8 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             self.net_ = self._build_net(specs, train_split, resolve_device(self.device), seed,
                                         self._input_scaling(arrays, specs))
             self.net_.fit(network_inputs, y_encoded)
-            if labeled is not None:
-                arrays, present = take_rows(arrays, labeled), present[labeled]
+            if labeled is not None:  # the labeled rows the network trained on, not copied again
+                arrays, present = {name: network_inputs[name] for name in arrays}, present[labeled]
             self._after_fit(arrays, present, y_encoded, seed, weights)
         except BaseException:
             # A failed (re)fit leaves the estimator unfitted, never half old and half new.
@@ -312,7 +321,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         Returns the dict the network trains on: the labeled rows of ``arrays``, possibly with
         extra entries that the network's training ``forward`` reads.
         """
-        return arrays if labeled is None else take_rows(arrays, labeled)
+        return arrays if labeled is None else {name: array[labeled] for name, array in arrays.items()}
 
     def _train_split(self, y_encoded, seed):
         """skorch's stratified validation split, or None when there is none."""
@@ -486,11 +495,6 @@ def labeled_rows(y):
         raise ValueError("Every row of y is -1, which marks an unlabeled row: there is nothing to learn "
                          "the classes from.")
     return np.flatnonzero(~unlabeled)
-
-
-def take_rows(arrays, rows):
-    """The given rows of every modality."""
-    return {name: array[rows] for name, array in arrays.items()}
 
 
 def _labeled_weights(sample_weight, labeled, n_samples):
