@@ -159,6 +159,7 @@ class DyMoClassifier(MultimodalClassifier):
     aux_warmup = 2
     entry_dropout = 0.2
     max_subsets = 256
+    single_passes = False
 
     def __init__(
         self,
@@ -272,6 +273,7 @@ class DyMoClassifier(MultimodalClassifier):
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "projection_dim": self.projection_dim,
                          "n_subsets": self._n_subsets(warn=specs is not None), "entry_dropout": self.entry_dropout,
+                         "single_passes": bool(self.single_passes),
                          "recovered_embedding": bool(self.recovery_aware)}
         tracker = PrototypeTracker(len(self.classes_), self.distance, self.aux_warmup)
         return build_net(SubsetSamplingNet, DyMoNetwork, module_kwargs, callbacks=[("prototypes", tracker)],
@@ -279,14 +281,21 @@ class DyMoClassifier(MultimodalClassifier):
                          **self._training_kwargs(train_split, device, seed))
 
     def _n_subsets(self, warn):
-        """Subsets per batch: ``n_subsets`` capped at 2^M - 1, with a warning when capped at fit."""
-        n_all = 2 ** len(self.modalities_) - 1 if len(self.modalities_) <= MAX_ENUMERATED_MODALITIES else None
+        """Random subsets per batch: ``n_subsets`` capped at the 2^M - 1 there are, with a warning
+        when capped at fit. With ``single_passes`` (research option) they are the subsets of two
+        or more, 2^M - 1 - M, beside the M single modalities, and "auto" makes 8 passes in all."""
+        n_modalities = len(self.modalities_)
+        n_all = 2 ** n_modalities - 1 if n_modalities <= MAX_ENUMERATED_MODALITIES else None
+        single = self.single_passes and n_all is not None
+        n_drawn = n_all - n_modalities if single else n_all
         if self.n_subsets == "auto":
-            return _AUTO_SUBSETS if n_all is None else min(_AUTO_SUBSETS, n_all)
-        if warn and n_all is not None and self.n_subsets > n_all:
-            warnings.warn(f"n_subsets={self.n_subsets} exceeds the {n_all} non-empty subsets of "
-                          f"{len(self.modalities_)} modalities; each batch fuses all {n_all}.", UserWarning,
-                          stacklevel=5)
+            if n_drawn is None:
+                return _AUTO_SUBSETS
+            return min(max(_AUTO_SUBSETS - n_modalities, 1) if single else _AUTO_SUBSETS, n_drawn)
+        if warn and n_drawn is not None and self.n_subsets > n_drawn:
+            drawn = "subsets of two or more of" if single else "non-empty subsets of"
+            warnings.warn(f"n_subsets={self.n_subsets} exceeds the {n_drawn} {drawn} {n_modalities} modalities; "
+                          f"each batch fuses all {n_drawn}.", UserWarning, stacklevel=5)
         return int(self.n_subsets)
 
     def _after_fit(self, arrays, present, y_encoded, seed, weights=None):

@@ -61,6 +61,11 @@ class DyMoResearchClassifier(DyMoClassifier):
         entries.
     max_subsets : int, default=256
         Most subsets whose prototypes and ICS statistics are fitted (all 2^M - 1 when they fit).
+    single_passes : bool, default=False
+        True fuses every single modality in each training batch, beside ``n_subsets`` random
+        subsets of two or more (capped at the 2^M - 1 - M there are); "auto" then makes 8
+        passes in all where the subsets allow, max(8 - M, 1) larger ones. The candidate default
+        of ``benchmarks/single_passes.py``.
     """
 
     _parameter_constraints = {
@@ -73,12 +78,13 @@ class DyMoResearchClassifier(DyMoClassifier):
         "aux_warmup": [Interval(Integral, 0, None, closed="left")],
         "entry_dropout": [Interval(Real, 0, 1, closed="left")],
         "max_subsets": [Interval(Integral, 1, None, closed="left")],
+        "single_passes": ["boolean"],
     }
 
     def __init__(self, recoverer=None, *, selection="dymo", reward="log", distance="cosine", temperature=0.1,
                  acceptance_threshold=0.0, recovery_aware=True, encoders=None, column_groups=None, standardize=True,
                  d_model=64, n_heads=4, n_layers=2, projection_dim=32, dropout=0.1, n_subsets="auto", aux_weight=1.0,
-                 aux_warmup=2, entry_dropout=0.2, max_subsets=256, max_epochs=100, batch_size=128, lr=1e-3,
+                 aux_warmup=2, entry_dropout=0.2, max_subsets=256, single_passes=False, max_epochs=100, batch_size=128, lr=1e-3,
                  weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
                  predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):
         super().__init__(
@@ -96,6 +102,7 @@ class DyMoResearchClassifier(DyMoClassifier):
         self.aux_warmup = aux_warmup
         self.entry_dropout = entry_dropout
         self.max_subsets = max_subsets
+        self.single_passes = single_passes
 
 
 class MARSResearchClassifier(MARSClassifier):

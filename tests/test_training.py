@@ -29,6 +29,7 @@ from helpers import tiny_classifier, tiny_research
 from scipy import stats
 
 from dymo_sklearn import _classifier
+from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.nn.dymo import DyMoNetwork, subset_bits
 
 ALPHA = 1e-4  # significance of the distribution tests (the draws are seeded: no flakiness)
@@ -43,9 +44,10 @@ def local_rng():
     assert torch.equal(global_state, torch.get_rng_state()), "sampling consumed the global torch RNG"
 
 
-def _sampler(n_modalities, n_subsets, generator):
+def _sampler(n_modalities, n_subsets, generator, single_passes=False):
     """The real ``_sample_subsets`` bound to the only attributes it reads."""
-    owner = types.SimpleNamespace(n_modalities=n_modalities, n_subsets=n_subsets, generator=generator)
+    owner = types.SimpleNamespace(n_modalities=n_modalities, n_subsets=n_subsets, generator=generator,
+                                  single_passes=single_passes)
     return lambda present: DyMoNetwork._sample_subsets(owner, present)
 
 
@@ -100,6 +102,41 @@ def test_subsets_distinct_within_a_minibatch(local_rng, n_subsets):
             assert 0 not in column
 
 
+def test_single_passes_take_every_modality_alone_and_uniform_larger_subsets(local_rng):
+    """Research option ``single_passes``: catches a missing single-modality pass or a biased
+    draw of the larger subsets on complete data."""
+    n_modalities, n_subsets, n_draws = 3, 2, 3000
+    sample = _sampler(n_modalities, n_subsets, local_rng, single_passes=True)
+    present = torch.ones(1, n_modalities, dtype=torch.bool)
+    codes = torch.stack([_codes(sample(present))[:, 0] for _ in range(n_draws)])  # (n_draws, A)
+    assert (codes[:, :n_modalities] == torch.tensor([1, 2, 4])).all(), "a single modality was not fused"
+    larger = codes[:, n_modalities:]
+    counts = np.bincount(larger.flatten().numpy(), minlength=8)
+    assert counts[[0, 1, 2, 4]].sum() == 0
+    assert stats.chisquare(counts[[3, 5, 6, 7]], [n_draws * n_subsets / 4] * 4).pvalue > ALPHA, counts
+    for row in larger.tolist():
+        assert len(set(row)) == len(row)
+
+
+def test_single_passes_give_an_incomplete_sample_each_observed_modality_alone(local_rng):
+    """Catches single-modality passes lost to the intersection with what a sample observes."""
+    codes = _observed_frequencies(0b1011, 4, 2, 200, local_rng, single_passes=True)
+    assert codes.shape == (200, 6)
+    assert (codes[:, [0, 1, 3]] == torch.tensor([1, 2, 8])).all()
+    assert (codes[:, 2] == 0b1011).all()  # the unobserved one falls back to everything observed
+
+
+@pytest.mark.parametrize(("n_modalities", "single", "passes"),
+                         [(1, True, 1), (2, True, 3), (3, True, 7), (5, True, 8), (6, True, 8), (8, True, 9),
+                          (2, False, 3), (6, False, 8)])
+def test_auto_subsets_make_eight_passes_when_there_are_enough(n_modalities, single, passes):
+    """Catches an "auto" that, with single passes, counts the single modalities outside the budget
+    of 8 passes, leaves no larger subset, or exceeds the subsets there are."""
+    model = DyMoResearchClassifier(single_passes=single)
+    model.modalities_ = [f"m{index}" for index in range(n_modalities)]
+    assert n_modalities * single + model._n_subsets(warn=False) == passes
+
+
 def test_subsets_never_include_unobserved_modalities_nor_are_empty(local_rng):
     """Catches passes that fuse a missing modality or fuse nothing, whatever the missing pattern."""
     n_modalities = 4
@@ -138,8 +175,8 @@ def test_many_modalities_sampling_never_empty_or_unobserved(local_rng):
     assert torch.all((total - trials / 2).abs() < 5 * np.sqrt(trials / 4)), total
 
 
-def _observed_frequencies(observed_code, n_modalities, n_subsets, n_draws, generator):
-    sample = _sampler(n_modalities, n_subsets, generator)
+def _observed_frequencies(observed_code, n_modalities, n_subsets, n_draws, generator, single_passes=False):
+    sample = _sampler(n_modalities, n_subsets, generator, single_passes)
     present = subset_bits(torch.tensor([observed_code]), n_modalities)
     return torch.stack([_codes(sample(present))[:, 0] for _ in range(n_draws)])
 
@@ -460,3 +497,6 @@ def test_n_subsets_above_the_number_of_subsets_warns(image_table_data):
         model = tiny_classifier(max_epochs=1).fit(X, y)
         assert model.net_.module_.n_subsets == 3
         assert tiny_classifier(n_subsets=2, max_epochs=1).fit(X, y).net_.module_.n_subsets == 2
+    with pytest.warns(UserWarning, match="n_subsets=2 exceeds the 1 subsets of two or more of 2 modalities"):
+        model = tiny_research(n_subsets=2, max_epochs=1, single_passes=True).fit(X, y)
+    assert model.net_.module_.single_passes

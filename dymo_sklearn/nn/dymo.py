@@ -24,17 +24,19 @@ class DyMoNetwork(Backbone):
     """The backbone, a classifier head and a projection head into the prototype space.
 
     In training mode ``forward`` encodes each modality once and fuses ``n_subsets`` random
-    modality subsets (intersected with what each sample has), returning logits ``(A, B, K)`` and
+    modality subsets (with ``single_passes``, every single modality too), intersected with what
+    each sample has, returning logits ``(A, B, K)`` and
     projections ``(A, B, P)``. In eval mode it fuses everything present once (``A = 1``).
     """
 
     def __init__(self, modality_names, modality_shapes, encoder_specs, n_classes, d_model=64, n_heads=4,
                  n_layers=2, projection_dim=32, dropout=0.1, n_subsets=8, entry_dropout=0.2,
-                 recovered_embedding=False, standardize_inputs=False, input_scaling=None):
+                 recovered_embedding=False, standardize_inputs=False, input_scaling=None, single_passes=False):
         super().__init__(modality_names, modality_shapes, encoder_specs, d_model=d_model, n_heads=n_heads,
                          n_layers=n_layers, dropout=dropout, standardize_inputs=standardize_inputs,
                          input_scaling=input_scaling)
         self.n_subsets = n_subsets
+        self.single_passes = single_passes
         self.entry_dropout = entry_dropout
         self.classifier = nn.Linear(d_model, n_classes)
         self.projection = nn.Linear(d_model, projection_dim)
@@ -138,10 +140,23 @@ class DyMoNetwork(Backbone):
         return observed & (torch.rand(observed.shape, generator=generator, device=device) >= rate)
 
     def _sample_subsets(self, present):
-        """(A, B, M) presence for A distinct random non-empty subsets, intersected per sample."""
+        """(A, B, M) presence for A distinct random non-empty subsets, intersected per sample.
+
+        With ``single_passes`` (research option) A = M + ``n_subsets``: every single modality,
+        then ``n_subsets`` distinct random subsets of two or more. Uniform draws reach a single
+        modality in only M of 2^M - 1 passes, and a sample observing one modality is where the
+        fusion is weakest. Past ``MAX_ENUMERATED_MODALITIES`` the subsets are per-modality coin
+        flips either way.
+        """
         n_modalities = self.n_modalities
         device = present.device
-        if n_modalities <= MAX_ENUMERATED_MODALITIES:
+        if n_modalities <= MAX_ENUMERATED_MODALITIES and self.single_passes:
+            codes = torch.arange(1, 2 ** n_modalities, device=device)
+            single = (codes & (codes - 1)) == 0
+            larger = codes[~single]
+            drawn = torch.randperm(len(larger), generator=self.generator, device=device)[: self.n_subsets]
+            bits = subset_bits(torch.cat([codes[single], larger[drawn]]), n_modalities)
+        elif n_modalities <= MAX_ENUMERATED_MODALITIES:
             n_all = 2 ** n_modalities - 1
             codes = torch.randperm(n_all, generator=self.generator, device=device)[: min(self.n_subsets, n_all)] + 1
             bits = subset_bits(codes, n_modalities)
