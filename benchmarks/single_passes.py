@@ -19,7 +19,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from . import late_fusion
@@ -55,8 +54,8 @@ def compare(before_paths, after_paths):
         for index in means["after"].index:
             rows.append(dict(zip(key, index), seeds=[int(seed) for seed in seeds],
                              before=float(means["before"][index]), after=float(means["after"][index])))
-        timed = [frame[(frame.dataset == dataset) & (frame.recoverer == recoverer) & frame.seed.isin(seeds)].fit_s.mean()
-                 for frame in (before_fits, after_fits)]
+        timed = [frame[(frame.dataset == dataset) & (frame.recoverer == recoverer)
+                       & frame.seed.isin(seeds)].fit_s.mean() for frame in (before_fits, after_fits)]
         fits.append(dict(dataset=dataset, recoverer=recoverer, before_s=float(timed[0]), after_s=float(timed[1])))
     return dict(rows=rows, fits=fits)
 
@@ -112,5 +111,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    np.seterr(all="ignore")
     main()

@@ -84,8 +84,8 @@ class DyMoResearchClassifier(DyMoClassifier):
     def __init__(self, recoverer=None, *, selection="dymo", reward="log", distance="cosine", temperature=0.1,
                  acceptance_threshold=0.0, recovery_aware=True, encoders=None, column_groups=None, standardize=True,
                  d_model=64, n_heads=4, n_layers=2, projection_dim=32, dropout=0.1, n_subsets="auto", aux_weight=1.0,
-                 aux_warmup=2, entry_dropout=0.2, max_subsets=256, single_passes=False, max_epochs=100, batch_size=128, lr=1e-3,
-                 weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
+                 aux_warmup=2, entry_dropout=0.2, max_subsets=256, single_passes=False, max_epochs=100,
+                 batch_size=128, lr=1e-3, weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
                  predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):
         super().__init__(
             recoverer, selection=selection, temperature=temperature, acceptance_threshold=acceptance_threshold,

@@ -29,8 +29,9 @@ def _render(name):
     return module.report(load(f"{name}.json"), "command")
 
 
-PAGES = ("dilemma", "dilemma_fashion", "dilemma_features", "specialists", "specialists_fashion", "mars", "device_fit_fashion",
-         "training_length", "n_subsets", "standardize", "sequences", "late_fusion", "single_passes")
+PAGES = ("dilemma", "dilemma_fashion", "dilemma_features", "specialists", "specialists_fashion", "mars",
+         "device_fit_fashion", "training_length", "n_subsets", "standardize", "sequences", "late_fusion",
+         "single_passes")
 
 
 @pytest.mark.parametrize("name", PAGES)

@@ -25,8 +25,8 @@ class DyMoNetwork(Backbone):
 
     In training mode ``forward`` encodes each modality once and fuses ``n_subsets`` random
     modality subsets (with ``single_passes``, every single modality too), intersected with what
-    each sample has, returning logits ``(A, B, K)`` and
-    projections ``(A, B, P)``. In eval mode it fuses everything present once (``A = 1``).
+    each sample has, returning logits ``(A, B, K)`` and projections ``(A, B, P)``. In eval mode it
+    fuses everything present once (``A = 1``).
     """
 
     def __init__(self, modality_names, modality_shapes, encoder_specs, n_classes, d_model=64, n_heads=4,
