@@ -8,11 +8,18 @@ tuples) is reported for every MARS variant that has both routers.
 
 Run: ``python -m benchmarks.mars`` (``--quick``: 1 seed, few epochs, into build/benchmarks/).
 One torch thread unless ``--threads``. Writes benchmarks/results/mars.md and benchmarks/results/mars.json.
+``--shipped-only`` fits only ``MARSClassifier()`` as shipped and the pipeline, and reads shipped
+DyMo's figures on the same splits and masks from the dilemma record (``dilemma_features.json`` for
+the feature tables), for merging into a full run with ``--report-from``::
+
+    python -m benchmarks.mars --datasets features_mnist features_fashion --shipped-only --name mars_features
 """
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -51,10 +58,26 @@ def mars_variants(epochs):
     return variants
 
 
-def run_seed(dataset, seed, quick):
+def dilemma_dymo_rows(dataset, seed):
+    """Shipped DyMo (default recoverer) per η, with its fit time, from the committed dilemma record."""
+    name = "dilemma_features.json" if dataset.startswith("features") else (
+        "dilemma_fashion.json" if dataset == "polymnist_fashion" else "dilemma.json")
+    run = json.loads((Path(__file__).parent / "results" / name).read_text())
+    fit_s = [f["fit_s"] for f in run["fits"]
+             if (f["dataset"], f["seed"], f["model"], f["recoverer"]) == (dataset, seed, "shipped", "knn")]
+    rows = [dict(dataset=dataset, seed=seed, method="DyMoClassifier() as shipped", rate=r["rate"],
+                 accuracy=r["accuracy"], fit_s=fit_s[0], predict_s=None)
+            for r in run["records"] if (r["dataset"], r["seed"], r["model"], r["recoverer"], r["method"])
+            == (dataset, seed, "shipped", "knn", "dymo")]
+    if not rows or len(fit_s) != 1:
+        raise ValueError(f"{name} has no single shipped run of {dataset}, seed {seed}")
+    return rows
+
+
+def run_seed(dataset, seed, quick, shipped_only=False):
     X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
     tests = {rate: apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
-    epochs = 3 if quick else EPOCHS[dataset]
+    epochs = 3 if quick else EPOCHS.get(dataset, 40)
     rows = []
 
     def record(method, model, fit_s, agreement=None, prepare=lambda X: X):
@@ -66,7 +89,10 @@ def run_seed(dataset, seed, quick):
                              predict_s=time.perf_counter() - start, **(agreement or {})))
         print(rows[-1], flush=True)
 
-    for method, params in mars_variants(epochs).items():
+    variants = mars_variants(epochs)
+    if shipped_only:
+        variants = {method: params for method, params in variants.items() if method == "MARSClassifier() as shipped"}
+    for method, params in variants.items():
         if quick and "MARSClassifier(" in method:
             params = {**params, "max_epochs": epochs}
         # The variants set research options; the shipped rows are MARSClassifier itself.
@@ -77,10 +103,13 @@ def run_seed(dataset, seed, quick):
         fit_s = time.perf_counter() - start
         agreement = model.routing_agreement(X_test, random_state=seed) if getattr(model, "residual_router", True) else None
         record(method, model, fit_s, agreement)
-    dymo = DyMoClassifier(random_state=seed, device="cpu", **(dict(max_epochs=epochs) if quick else {}))
-    start = time.perf_counter()
-    dymo.fit(X_train, y_train)
-    record("DyMoClassifier() as shipped", dymo, time.perf_counter() - start)
+    if shipped_only and not quick:
+        rows += dilemma_dymo_rows(dataset, seed)
+    else:
+        dymo = DyMoClassifier(random_state=seed, device="cpu", **(dict(max_epochs=epochs) if quick else {}))
+        start = time.perf_counter()
+        dymo.fit(X_train, y_train)
+        record("DyMoClassifier() as shipped", dymo, time.perf_counter() - start)
     start = time.perf_counter()
     model = knn_pipeline().fit(flat(X_train), y_train)
     record("KNNImputer + LogisticRegression", model, time.perf_counter() - start, prepare=flat)
@@ -128,7 +157,9 @@ def report(records, command):
 
 
 def main(argv=None):
-    benchmark_main("mars", run_seed, report, argv, datasets=DATASETS)
+    options = {"--shipped-only": {"action": "store_true",
+                                  "help": "only MARSClassifier() as shipped and the pipeline; DyMo from the dilemma record"}}
+    benchmark_main("mars", run_seed, report, argv, datasets=DATASETS, options=options)
 
 
 if __name__ == "__main__":

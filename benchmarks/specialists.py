@@ -4,15 +4,18 @@ At a given missing pattern, a recovered modality carries no information the obse
 so a classifier trained on exactly the observed modalities is the reference DyMo should reach.
 For every data set and seed of the dilemma benchmark, on the same test set at its highest η
 (``benchmarks.dilemma``: same split, same ``apply_missing`` seed), this fits one specialist per
-missing pattern of three kinds: a logistic regression, an RBF support vector machine and the
-same network as ``DyMoClassifier()`` as shipped, trained on exactly the pattern's modalities. It
-reports each bank, two per-pattern choices of the best of the three and shipped DyMo's accuracy
-on the same samples, read from ``benchmarks/results/dilemma.json`` (and ``benchmarks/results/dilemma_fashion.json``):
+missing pattern of up to five kinds: a logistic regression, an RBF support vector machine and the
+same network as ``DyMoClassifier()`` as shipped, trained on exactly the pattern's modalities, and
+the two tuned kinds of ``benchmarks.late_fusion`` (an RBF SVC with C and gamma chosen by a 3-fold
+inner CV, then Platt-scaled, and a HistGradientBoosting with its learning rate and leaves chosen
+the same way). It reports each bank, two per-pattern choices of the best kind and shipped DyMo's
+accuracy on the same samples, read from ``benchmarks/results/dilemma.json`` (and
+``dilemma_fashion.json``, ``dilemma_features.json``):
 
 * *validation-chosen*: the kind with the best accuracy on a held-out fifth of the training data
   (each kind refitted on the other four fifths to choose), a bank a user could build;
 * *test-chosen*: the kind with the best accuracy on the test samples themselves, an optimistic
-  bound (with a few hundred test samples per pattern, the maximum of three noisy accuracies).
+  bound (with a few hundred test samples per pattern, the maximum of several noisy accuracies).
 
 A second table sets beside the banks the accuracy a goal of one point above the best simple
 alternative asks of DyMo (its own none/all, KNNImputer + LogReg, IterativeImputer + LogReg, HGB),
@@ -21,6 +24,7 @@ from the same dilemma records: where that goal lies above the banks, no per-patt
     python -m benchmarks.specialists      # benchmarks/results/specialists.md and benchmarks/results/specialists.json
     python -m benchmarks.specialists --datasets polymnist_fashion --seeds 0 --threads 1 --name specialists_fashion
     python -m benchmarks.specialists --quick
+    python -m benchmarks.specialists --kinds "SVC (tuned, Platt)" "HGB (tuned)" --name specialists_tuned
 """
 
 from __future__ import annotations
@@ -44,8 +48,10 @@ from .accuracy import baselines, flat
 from .common import benchmark_main, load_split, params_label
 from .dilemma import DATASETS, SHIPPED, one_row_each
 from .late_fusion import best_at as best_late_fusion_at
+from .late_fusion import fit_modality
 
-KINDS = ("LogReg", "SVC (RBF)", "network")
+KINDS = ("LogReg", "SVC (RBF)", "network", "SVC (tuned, Platt)", "HGB (tuned)")
+TUNED = {"SVC (tuned, Platt)": "SVC", "HGB (tuned)": "HGB"}  # kinds of benchmarks.late_fusion
 # DyMo's own none/all and the dilemma's simple pipelines (breast cancer runs every one).
 GOAL_RIVALS = ("none", "all", *baselines("breast_cancer", False, 0))
 
@@ -55,8 +61,24 @@ def specialist(kind, seed, quick, network_params):
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     if kind == "SVC (RBF)":
         return make_pipeline(StandardScaler(), SVC())
+    if kind in TUNED:
+        return TunedModel(TUNED[kind], seed)
     return DyMoClassifier(random_state=seed, device="cpu", selection="none",
                           **{**network_params, **({"max_epochs": 3} if quick else {})})
+
+
+class TunedModel:
+    """One of ``benchmarks.late_fusion``'s tuned models on the concatenated modalities."""
+
+    def __init__(self, kind, seed):
+        self.kind, self.seed = kind, seed
+
+    def fit(self, X, y):
+        self.model_, self.chosen_ = fit_modality(self.kind, X, y, self.seed)
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
 
 
 def observed_patterns(X):
@@ -92,8 +114,9 @@ def outdated_settings(records):
     return outdated
 
 
-def run_seed(dataset, seed, quick, network_params=None):
+def run_seed(dataset, seed, quick, network_params=None, kinds=None):
     network_params = network_params or {}
+    kinds = kinds or KINDS[:3]
     X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
     top = len(rates) - 1
     X_missing = apply_missing(X_test, rates[top], random_state=1000 * seed + top)  # as benchmarks.dilemma
@@ -106,7 +129,7 @@ def run_seed(dataset, seed, quick, network_params=None):
         chosen = [n for n, keep in zip(names, pattern) if keep]
         samples = (observed == pattern).all(1)
         train = {n: np.asarray(X_train[n]) for n in chosen}
-        for kind in KINDS:
+        for kind in kinds:
             start = time.perf_counter()
             model, predicted = fit_predict(kind, seed, quick, network_params, train, y_train,
                                            {n: np.asarray(X_missing[n])[samples] for n in chosen})
@@ -135,7 +158,8 @@ def validation_chosen(rows):
     return correct
 
 
-def dilemma_figures(paths=(Path("benchmarks/results/dilemma.json"), Path("benchmarks/results/dilemma_fashion.json"))):
+def dilemma_figures(paths=tuple(Path("benchmarks/results") / name for name in
+                               ("dilemma.json", "dilemma_fashion.json", "dilemma_features.json"))):
     """(dataset, seed, rate) -> {method: accuracy} of the shipped model with the default recoverer
     (``none``, ``all``, ``dymo``, ...) and of the simple pipelines (``peer`` rows), from the dilemma runs."""
     records = [r for path in paths if path.is_file() for r in json.loads(path.read_text())["records"]]
@@ -203,8 +227,10 @@ def report(records, command):
     outdated = outdated_settings(records)
     fitted_as = (f" (fitted with `{params_label(outdated)}`, the default when they ran)" if outdated else "")
     source = ("benchmarks/results/training_length.json, trained the same way" if network_params else
-              "benchmarks/results/dilemma.json (benchmarks/results/dilemma_fashion.json for Fashion-MNIST)")
+              "benchmarks/results/dilemma.json (dilemma_fashion.json for Fashion-MNIST, dilemma_features.json for "
+              "the feature tables)")
     datasets = list(dict.fromkeys(r["dataset"] for r in records))
+    kinds = [kind for kind in KINDS if any(r["kind"] == kind for r in records)]
     title = "# Pattern specialists at the highest missing rate"
     title += "" if set(datasets) == set(DATASETS) else f": {', '.join(datasets)}"
     title += f" (trained with {params_label(network_params)})" if network_params else ""
@@ -214,23 +240,24 @@ def report(records, command):
              f"set as [dilemma.md](dilemma.md)). *network*: `DyMoClassifier()` as shipped{trained}{fitted_as}, fitted "
              "on those modalities only. *validation-chosen*: for each pattern the kind with the best accuracy on a "
              "held-out fifth of the training data (each kind refitted on the rest to choose): a bank a user could "
-             "build. *test-chosen*: for each pattern the best of the three on the test samples (optimistic: chosen "
+             "build. *test-chosen*: for each pattern the best kind on the test samples (optimistic: chosen "
              f"on the test set). *DyMo*: shipped{trained}, default recoverer, from {source}. "
              "Accuracy in %, mean ± sd over seeds.", "",
-             "| data set | η | LogReg | SVC (RBF) | network | validation-chosen | test-chosen | DyMo "
+             "| data set | η | " + " | ".join(kinds) + " | validation-chosen | test-chosen | DyMo "
              "| DyMo − validation-chosen | DyMo − test-chosen |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|" + "---|" * (len(kinds) + 5)]
     per_dataset = {}
     for dataset in datasets:
         mine = [r for r in records if r["dataset"] == dataset]
         seeds = sorted({r["seed"] for r in mine})
-        per_kind = {kind: [] for kind in KINDS}
+        per_kind = {kind: [] for kind in kinds}
         best, by_validation, dymo_values = [], [], []
         for seed in seeds:
             rows = [r for r in mine if r["seed"] == seed]
-            total = sum(r["n_samples"] for r in rows if r["kind"] == KINDS[0])
-            for kind in KINDS:
-                per_kind[kind].append(sum(r["correct"] for r in rows if r["kind"] == kind) / total)
+            total = sum(r["n_samples"] for r in rows if r["kind"] == rows[0]["kind"])
+            for kind in kinds:
+                if any(r["kind"] == kind for r in rows):
+                    per_kind[kind].append(sum(r["correct"] for r in rows if r["kind"] == kind) / total)
             patterns = {r["pattern"] for r in rows}
             best.append(sum(max(r["correct"] for r in rows if r["pattern"] == p) for p in patterns) / total)
             chosen_correct = validation_chosen(rows)
@@ -249,7 +276,8 @@ def report(records, command):
         # A figure only where every seed has one.
         by_validation, dymo_values = ([] if len(values) < len(seeds) else values
                                       for values in (by_validation, dymo_values))
-        lines.append(f"| {dataset} | {mine[0]['rate']:.2f} | " + " | ".join(cell(per_kind[k]) for k in KINDS)
+        per_kind = {kind: [] if len(values) < len(seeds) else values for kind, values in per_kind.items()}
+        lines.append(f"| {dataset} | {mine[0]['rate']:.2f} | " + " | ".join(cell(per_kind[k]) for k in kinds)
                      + f" | {cell(by_validation)} | {cell(best)} | {cell(dymo_values)} | {gap(by_validation)} "
                      f"| {gap(best)} |")
         per_dataset[dataset] = (mine[0]["rate"], seeds, by_validation, best)
@@ -260,7 +288,7 @@ def report(records, command):
         lines += ["", "Best late fusion at the same η and seeds (`late_fusion.json`, the same splits and masks):", ""]
         lines += [f"- {dataset}, η = {rate:.2f}: {found[0]} {100 * found[1]:.1f}" for dataset, rate, found in late
                   if found]
-    fit = {kind: np.mean([r["fit_s"] for r in records if r["kind"] == kind]) for kind in KINDS}
+    fit = {kind: np.mean([r["fit_s"] for r in records if r["kind"] == kind]) for kind in kinds}
     lines += ["", "Mean fit time of one specialist on the whole training part (s): "
               + ", ".join(f"{k} {v:.1f}" for k, v in fit.items()) + ".", ""]
     return "\n".join(lines)
@@ -270,7 +298,10 @@ def main(argv=None):
     options = {"--network-params": {"type": json.loads, "default": None,
                                     "help": 'JSON of DyMoClassifier parameters for the network specialists, e.g. '
                                             '\'{"max_epochs": 100, "patience": 10}\' (DyMo is then read from '
-                                            'benchmarks/results/training_length.json)'}}
+                                            'benchmarks/results/training_length.json)'},
+               "--kinds": {"nargs": "+", "choices": KINDS, "default": None,
+                           "help": f"the kinds to fit (default: {', '.join(KINDS[:3])}); runs of other kinds "
+                                   "on the same seeds merge with --report-from"}}
     benchmark_main("specialists", run_seed, report, argv, datasets=DATASETS, options=options)
 
 

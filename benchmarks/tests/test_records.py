@@ -132,6 +132,37 @@ def test_specialists_goal_is_one_point_above_the_best_rival(monkeypatch):
         assert rows[1][3] == f"{round(100 * means[best], 2) + 1:.2f}", (rows[1], means)
 
 
+def test_specialists_banks_take_every_kind_a_run_has(monkeypatch):
+    """Runs of further kinds merge into the banks: a column each, and a perfect kind is chosen."""
+    monkeypatch.chdir(ROOT)
+    base = [r for r in load("specialists.json") if r["dataset"] == "breast_cancer"]
+    perfect = [dict(r, kind="HGB (tuned)", correct=r["n_samples"], valid_correct=r["n_valid"])
+               for r in base if r["kind"] == "LogReg"]
+    no_network = [r for r in base if r["kind"] != "network"]
+    page = specialists.report(no_network + perfect, "merged")
+    header = next(line for line in page.splitlines() if line.startswith("| data set | η |"))
+    assert "| LogReg | SVC (RBF) | HGB (tuned) | validation-chosen |" in header, header
+    row = next(line for line in page.splitlines() if line.startswith("| breast_cancer |")).split(" | ")
+    assert row[2:5] == [f"{100 * np.mean(acc):.1f} ± {100 * np.std(acc):.1f}" for acc in (
+        [sum(r["correct"] for r in base if r["kind"] == kind and r["seed"] == seed)
+         / sum(r["n_samples"] for r in base if r["kind"] == "LogReg" and r["seed"] == seed) for seed in (0, 1, 2)]
+        for kind in ("LogReg", "SVC (RBF)"))] + ["100.0 ± 0.0"], row
+    # Chosen on held-out rows where LogReg ties it there, as the simpler kind; on the test rows always.
+    assert 99 < float(row[5].split(" ± ")[0]) and row[6] == "100.0 ± 0.0", row
+
+
+def test_mars_reads_shipped_dymo_from_the_dilemma_record():
+    rows = mars.dilemma_dymo_rows("features_mnist", 1)
+    record = load("dilemma_features.json")
+    expected = {r["rate"]: r["accuracy"] for r in record["records"] if (r["dataset"], r["seed"], r["model"],
+                r["recoverer"], r["method"]) == ("features_mnist", 1, "shipped", "knn", "dymo")}
+    assert {r["rate"]: r["accuracy"] for r in rows} == expected and len(rows) == len(expected) == 4
+    assert {r["fit_s"] for r in rows} == {f["fit_s"] for f in record["fits"] if (f["dataset"], f["seed"]) ==
+                                         ("features_mnist", 1)}
+    with pytest.raises(ValueError, match="no single shipped run of features_mnist, seed 7"):
+        mars.dilemma_dymo_rows("features_mnist", 7)
+
+
 def test_specialists_name_a_data_set_the_dilemma_run_lacks(monkeypatch):
     monkeypatch.chdir(ROOT)
     moved = [dict(r, seed=7) if r["dataset"] == "breast_cancer" else r for r in load("specialists.json")]
