@@ -134,12 +134,16 @@ def run_seed(dataset, seed, quick, kinds=KINDS):
     return records, fits
 
 
-def _dymo_rows(dataset):
-    """Shipped DyMo (default recoverer) per η from the dilemma record, for the same seeds."""
-    record = {"polymnist_fashion": "dilemma_fashion.json", "features_mnist": "dilemma_features.json",
-              "features_fashion": "dilemma_features.json"}.get(dataset, "dilemma.json")
-    path = RESULTS / record
-    frame = pd.DataFrame(json.loads(path.read_text())["records"])
+def dilemma_record(dataset):
+    """The committed dilemma record that holds ``dataset``'s runs."""
+    return RESULTS / {"polymnist_fashion": "dilemma_fashion.json", "features_mnist": "dilemma_features.json",
+                      "features_fashion": "dilemma_features.json"}.get(dataset, "dilemma.json")
+
+
+def _dymo_rows(dataset, path=None):
+    """Shipped DyMo (default recoverer) per η from the dilemma record (or ``path``, a run in its
+    format), for the same seeds."""
+    frame = pd.DataFrame(json.loads((path or dilemma_record(dataset)).read_text())["records"])
     frame = frame[(frame.dataset == dataset) & (frame.model == "shipped") & (frame.recoverer == "knn")]
     return frame[frame.method.isin(["dymo", "none"])]
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +33,7 @@ from dymo_sklearn.datasets import apply_missing
 
 from .accuracy import flat
 from .common import benchmark_main, load_split
+from .late_fusion import dilemma_record
 
 DATASETS = ("polymnist_digits", "breast_cancer")
 NETWORK = dict(d_model=32, n_heads=4, n_layers=2, lr=3e-3, early_stopping=False, device="cpu")
@@ -60,9 +60,9 @@ def mars_variants(epochs):
 
 def dilemma_dymo_rows(dataset, seed):
     """Shipped DyMo (default recoverer) per η, with its fit time, from the committed dilemma record."""
-    name = "dilemma_features.json" if dataset.startswith("features") else (
-        "dilemma_fashion.json" if dataset == "polymnist_fashion" else "dilemma.json")
-    run = json.loads((Path(__file__).parent / "results" / name).read_text())
+    path = dilemma_record(dataset)
+    name = path.name
+    run = json.loads(path.read_text())
     fit_s = [f["fit_s"] for f in run["fits"]
              if (f["dataset"], f["seed"], f["model"], f["recoverer"]) == (dataset, seed, "shipped", "knn")]
     rows = [dict(dataset=dataset, seed=seed, method="DyMoClassifier() as shipped", rate=r["rate"],

@@ -116,21 +116,12 @@ VARIANTS = {(False, "all"): "teachers, every pass", (True, "all"): "teachers, ev
             (True, "singles"): "teachers, one-modality passes + single passes"}
 
 
-def _dilemma_rows(path, dataset):
-    """The shipped model's dymo and none rows (default recoverer) of a dilemma-format record."""
-    import pandas as pd
-
-    frame = pd.DataFrame(json.loads(path.read_text())["records"])
-    return frame[(frame.dataset == dataset) & (frame.model == "shipped") & (frame.recoverer == "knn")
-                 & frame.method.isin(["dymo", "none"])]
-
-
 def report(run, command):
     """The page: each teacher variant beside the shipped model, the single passes alone and the
     best late fusion, on the same seeds, splits and masks; dymo and its own none."""
     import pandas as pd
 
-    from .late_fusion import best_at
+    from .late_fusion import _dymo_rows, best_at
 
     records = run["records"]
     frame = pd.DataFrame(records)
@@ -144,9 +135,8 @@ def report(run, command):
     for dataset, part in frame.groupby("dataset", sort=False):
         rates = sorted(part.rate.unique())
         seeds = sorted(int(seed) for seed in part.seed.unique())
-        references = {"shipped": _dilemma_rows(RESULTS / ("dilemma_features.json" if dataset.startswith("features")
-                                                          else "dilemma.json"), dataset),
-                      "single passes": _dilemma_rows(RESULTS / "single_passes_runs.json", dataset)}
+        references = {"shipped": _dymo_rows(dataset),
+                      "single passes": _dymo_rows(dataset, RESULTS / "single_passes_runs.json")}
         lines += [f"## {dataset} (seeds {', '.join(map(str, seeds))})", "", "| model | method | " + " | ".join(f"η = {r:.2f}" for r in rates) + " |",
                   "|---|---|" + "---|" * len(rates)]
         for method in ("dymo", "none"):
