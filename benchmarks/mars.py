@@ -13,6 +13,12 @@ DyMo's figures on the same splits and masks from the dilemma record (``dilemma_f
 the feature tables), for merging into a full run with ``--report-from``::
 
     python -m benchmarks.mars --datasets features_mnist features_fashion --shipped-only --name mars_features
+
+``--candidates`` adds, beside ``--shipped-only``'s fits, MARS with the research options that
+train it on more incomplete inputs: ``single_passes`` (every modality alone routed beside the
+random sub-pattern) and that with ``entry_dropout=0.2`` (DyMo's value)::
+
+    python -m benchmarks.mars --datasets features_mnist features_fashion --shipped-only --candidates --name mars_passes
 """
 
 from __future__ import annotations
@@ -74,7 +80,11 @@ def dilemma_dymo_rows(dataset, seed):
     return rows
 
 
-def run_seed(dataset, seed, quick, shipped_only=False):
+CANDIDATES = {"MARS, single passes": dict(single_passes=True),
+              "MARS, single passes + entry dropout 0.2": dict(single_passes=True, entry_dropout=0.2)}
+
+
+def run_seed(dataset, seed, quick, shipped_only=False, candidates=False):
     X_train, y_train, X_test, y_test, rates = load_split(dataset, seed, quick)
     tests = {rate: apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
     epochs = 3 if quick else EPOCHS.get(dataset, 40)
@@ -92,8 +102,10 @@ def run_seed(dataset, seed, quick, shipped_only=False):
     variants = mars_variants(epochs)
     if shipped_only:
         variants = {method: params for method, params in variants.items() if method == "MARSClassifier() as shipped"}
+    if candidates:  # research options at the shipped settings otherwise
+        variants.update({method: dict(device="cpu", **params) for method, params in CANDIDATES.items()})
     for method, params in variants.items():
-        if quick and "MARSClassifier(" in method:
+        if quick and ("MARSClassifier(" in method or method in CANDIDATES):
             params = {**params, "max_epochs": epochs}
         # The variants set research options; the shipped rows are MARSClassifier itself.
         estimator = MARSClassifier if "MARSClassifier(" in method else MARSResearchClassifier
@@ -158,7 +170,9 @@ def report(records, command):
 
 def main(argv=None):
     options = {"--shipped-only": {"action": "store_true",
-                                  "help": "only MARSClassifier() as shipped and the pipeline; DyMo from the dilemma record"}}
+                                  "help": "only MARSClassifier() as shipped and the pipeline; DyMo from the dilemma record"},
+               "--candidates": {"action": "store_true",
+                                "help": "add MARS with single passes, and with single passes + entry dropout"}}
     benchmark_main("mars", run_seed, report, argv, datasets=DATASETS, options=options)
 
 

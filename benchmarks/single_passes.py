@@ -56,7 +56,10 @@ def compare(before_paths, after_paths):
                              before=float(means["before"][index]), after=float(means["after"][index])))
         timed = [frame[(frame.dataset == dataset) & (frame.recoverer == recoverer)
                        & frame.seed.isin(seeds)].fit_s.mean() for frame in (before_fits, after_fits)]
-        fits.append(dict(dataset=dataset, recoverer=recoverer, before_s=float(timed[0]), after_s=float(timed[1])))
+        params = {json.dumps(fit, sort_keys=True) for fit in after_fits[(after_fits.dataset == dataset)
+                  & (after_fits.recoverer == recoverer)].params}
+        fits.append(dict(dataset=dataset, recoverer=recoverer, before_s=float(timed[0]), after_s=float(timed[1]),
+                         params=[json.loads(p) for p in sorted(params)]))
     return dict(rows=rows, fits=fits)
 
 
@@ -70,10 +73,15 @@ def report(run, command):
               "8 passes in all where the subsets allow. With 3 modalities both fuse all 7 subsets, so breast "
               "cancer differs only by the random draws. `best late fusion`: the best of `late_fusion.json` at "
               "that rate."), ""]
+    fits = pd.DataFrame(run["fits"])
     for (dataset, recoverer), part in rows.groupby(["dataset", "recoverer"], sort=False):
         rates = sorted(part.rate.unique())
         seeds = part.seeds.iloc[0]
+        params = fits[(fits.dataset == dataset) & (fits.recoverer == recoverer)].params
+        after = ("; ".join(", ".join(f"{k}={v!r}" for k, v in p.items()) for p in params.iloc[0])
+                 if "params" in fits and len(params) else "")
         lines += [f"## {dataset}, {recoverer} (seeds {', '.join(map(str, seeds))})", "",
+                  *([f"`after`: {after}.", ""] if after else []),
                   "| method | " + " | ".join(f"η = {rate:.2f}" for rate in rates) + " |",
                   "|---|" + "---|" * len(rates)]
         for method in METHODS:
@@ -88,7 +96,6 @@ def report(run, command):
             lines.append("| best late fusion | " + " | ".join(f"{100 * score:.1f} {method}" for method, score in best)
                          + " |")
         lines.append("")
-    fits = pd.DataFrame(run["fits"])
     lines += ["## Fit time (s, mean over the seeds, as the two runs recorded them)", "",
               "| data set | recoverer | before | after |", "|---|---|---|---|"]
     lines += [f"| {fit.dataset} | {fit.recoverer} | {fit.before_s:.0f} | {fit.after_s:.0f} |"

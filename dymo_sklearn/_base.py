@@ -262,7 +262,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             arrays, present, y_encoded, specs, labeled = self._start_fit(X, y)
             weights = self._sample_weights(y_encoded, _labeled_weights(sample_weight, labeled, len(present)))
             seed = fit_seed(self.random_state)
-            network_inputs = self._prepare_fit(arrays, seed, labeled)
+            network_inputs = self._prepare_fit(arrays, seed, labeled, y_encoded, weights)
             if weights is not None:
                 network_inputs = {**network_inputs, SAMPLE_WEIGHT: weights}
             train_split = self._train_split(y_encoded, seed)
@@ -314,10 +314,11 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError("sample_weight (times class_weight) must be finite and sum to a finite number.")
         return (weights / weights.mean()).astype(np.float32)
 
-    def _prepare_fit(self, arrays, seed, labeled=None):
+    def _prepare_fit(self, arrays, seed, labeled=None, y_encoded=None, weights=None):
         """Hook: fit-time work before the network is built (e.g. fitting a recoverer).
 
-        ``labeled`` indexes the labeled rows of ``arrays`` (None: every row is labeled).
+        ``labeled`` indexes the labeled rows of ``arrays`` (None: every row is labeled);
+        ``y_encoded`` and ``weights`` (or None) belong to those rows.
         Returns the dict the network trains on: the labeled rows of ``arrays``, possibly with
         extra entries that the network's training ``forward`` reads.
         """

@@ -26,9 +26,11 @@ from ._prototypes import (
     warn_about_small_classes,
 )
 from ._selection import CandidateFusion, select
+from ._teachers import TEACHER, cross_fitted_teachers, distillation_loss
 from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
 from .nn.distances import prototype_log_probabilities
 from .nn.dymo import HIDDEN, MAX_ENUMERATED_MODALITIES, RECOVERED, DyMoNetwork
+from .nn.encoders import encoder_kind
 from .recovery import KNNRecoverer, fit_recoverer, recover
 from .recovery._cross_fit import cross_fitted_recoveries
 
@@ -160,6 +162,7 @@ class DyMoClassifier(MultimodalClassifier):
     entry_dropout = 0.2
     max_subsets = 256
     single_passes = False
+    teacher_weight = 0.0
 
     def __init__(
         self,
@@ -246,7 +249,7 @@ class DyMoClassifier(MultimodalClassifier):
 
     _saved_arrays = ("subset_codes_", "subset_prototypes_", "ics_sigma_")
     _saved_estimator = ("recoverer", "recoverer_")
-    _reserved_prefixes = (HIDDEN, RECOVERED)
+    _reserved_prefixes = (HIDDEN, RECOVERED, TEACHER)
 
     @property
     def prototypes_(self):
@@ -259,10 +262,16 @@ class DyMoClassifier(MultimodalClassifier):
         # "auto", not "cuda": a model fitted on a GPU must still recover after loading on a CPU.
         return KNNRecoverer(n_neighbors=5, device="cpu" if self.device == "cpu" else "auto")
 
-    def _prepare_fit(self, arrays, seed, labeled=None):
+    def _prepare_fit(self, arrays, seed, labeled=None, y_encoded=None, weights=None):
         # The recoverer learns from every row, labeled or not; the network from the labeled ones.
         self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
-        train = super()._prepare_fit(arrays, seed, labeled)
+        train = super()._prepare_fit(arrays, seed, labeled, y_encoded, weights)
+        if self.teacher_weight > 0:
+            specs = self._encoder_specs(self.modalities_)
+            taught = [name for name, spec in zip(self.modalities_, specs)
+                      if encoder_kind(spec, self.modality_shapes_[name]) == "vector"]
+            train = {**train, **cross_fitted_teachers({name: train[name] for name in taught}, taught, y_encoded,
+                                                      len(self.classes_), seed, weights)}
         if not self.recovery_aware:
             return train
         hidden, recovered = cross_fitted_recoveries(self._recoverer(), arrays, _RECOVERY_FOLDS,
@@ -278,7 +287,7 @@ class DyMoClassifier(MultimodalClassifier):
         tracker = PrototypeTracker(len(self.classes_), self.distance, self.aux_warmup)
         return build_net(SubsetSamplingNet, DyMoNetwork, module_kwargs, callbacks=[("prototypes", tracker)],
                          distance=self.distance, temperature=self.temperature, aux_weight=self.aux_weight,
-                         **self._training_kwargs(train_split, device, seed))
+                         teacher_weight=float(self.teacher_weight), **self._training_kwargs(train_split, device, seed))
 
     def _n_subsets(self, warn):
         """Random subsets per batch: ``n_subsets`` capped at the 2^M - 1 there are, with a warning
@@ -419,19 +428,21 @@ class SubsetSamplingNet(SubPatternValidation, SeededNet):
     """skorch net whose module returns (logits, z) for A subset passes.
 
     Loss = mean cross-entropy over the passes + ``aux_weight`` * cross-entropy of the prototype
-    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist, each
-    sample's terms scaled by its weight when the batch carries ``SAMPLE_WEIGHT``. The
-    validation loss is the cross-entropy alone.
+    softmax ``softmax_k(-d(z, c_k) / t)`` once the prototypes of a previous epoch exist
+    + ``teacher_weight`` * the distillation term of :func:`~dymo_sklearn._teachers.distillation_loss`
+    when the batch carries teachers, each sample's terms scaled by its weight when the batch
+    carries ``SAMPLE_WEIGHT``. The validation loss is the cross-entropy alone.
     """
 
     epoch_scores = (("train_ce", True, True), ("train_prototype_loss", True, True), ("valid_acc", False, False),
                     ("valid_acc_subsets", False, False), ("valid_loss_subsets", True, False))
 
-    def __init__(self, *args, distance="cosine", temperature=0.1, aux_weight=1.0, **kwargs):
+    def __init__(self, *args, distance="cosine", temperature=0.1, aux_weight=1.0, teacher_weight=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.distance = distance
         self.temperature = temperature
         self.aux_weight = aux_weight
+        self.teacher_weight = teacher_weight
 
     def validation_outputs(self, module, tokens, present, subsets, labels, inputs):
         """The loss of everything present (the module's evaluation forward and ``get_loss``, as
@@ -443,7 +454,7 @@ class SubsetSamplingNet(SubPatternValidation, SeededNet):
         return self.get_loss(y_pred, labels, X=inputs, training=False), y_pred, logits, subset_logits
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        logits, z = y_pred
+        logits, z = y_pred[:2]
         n_passes = logits.shape[0]
         targets = y_true.to(logits.device).long().repeat(n_passes)
         weights = batch_weights(X, logits.device)
@@ -462,6 +473,11 @@ class SubsetSamplingNet(SubPatternValidation, SeededNet):
             prototype_loss = weighted_loss(F.nll_loss, log_p, targets, weights)
             loss = loss + self.aux_weight * prototype_loss
         self.history.record_batch("train_prototype_loss", prototype_loss.item())
+        if self.teacher_weight > 0 and len(y_pred) > 2:
+            passes = y_pred[2]
+            distillation = distillation_loss(logits[: passes.shape[0]], passes, X, module.modality_names, weights)
+            if distillation is not None:
+                loss = loss + self.teacher_weight * distillation
         return loss
 
 
@@ -489,8 +505,8 @@ class PrototypeTracker(Callback):
     def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
         if not training:
             return
-        _, z = y_pred
-        z = z.detach().reshape(-1, z.shape[-1]).double()
+        z = y_pred[1].detach()
+        z = z.reshape(-1, z.shape[-1]).double()
         if self.distance == "cosine":
             z = F.normalize(z, dim=-1)
         n_passes = y_pred[0].shape[0]

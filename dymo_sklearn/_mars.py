@@ -54,7 +54,8 @@ class _MARSNet(SubPatternValidation, SeededNet):
         loss = weighted_loss(F.cross_entropy, full_logits, y_true, sample_weights)
         if partial_logits is None:
             return loss
-        loss = loss + weighted_loss(F.cross_entropy, partial_logits, y_true, sample_weights)
+        n_passes = partial_logits.shape[0] // len(y_true)
+        loss = loss + weighted_loss(F.cross_entropy, partial_logits, y_true.repeat(n_passes), sample_weights)
         return loss + sum(self.weights[name] * value for name, value in auxiliary.items())
 
 
@@ -122,6 +123,8 @@ class MARSClassifier(MultimodalClassifier):
     noise_scale = 5.0
     distillation_weight = 1.0
     load_balance_weight = 0.01
+    single_passes = False
+    entry_dropout = 0.0
 
     def __init__(self, *, n_experts=4, top_k=2, expert_hidden=128, encoders=None, column_groups=None,
                  standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128,
@@ -153,7 +156,8 @@ class MARSClassifier(MultimodalClassifier):
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "n_experts": self.n_experts, "top_k": self.top_k,
                          "expert_hidden": self.expert_hidden, "noise": self.noise,
-                         "noise_scale": float(self.noise_scale), "residual_router": self.residual_router}
+                         "noise_scale": float(self.noise_scale), "residual_router": self.residual_router,
+                         "single_passes": bool(self.single_passes), "entry_dropout": float(self.entry_dropout)}
         weights = {"distillation": self.distillation_weight, "load_balance": self.load_balance_weight}
         return build_net(_MARSNet, MARSNetwork, module_kwargs, weights=weights,
                          **self._training_kwargs(train_split, device, seed))

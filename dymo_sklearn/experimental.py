@@ -66,6 +66,14 @@ class DyMoResearchClassifier(DyMoClassifier):
         subsets of two or more (capped at the 2^M - 1 - M there are); "auto" then makes 8
         passes in all where the subsets allow, max(8 - M, 1) larger ones. The candidate default
         of ``benchmarks/single_passes.py``.
+    teacher_weight : float, default=0.0
+        Weight of the per-modality teachers' distillation term; 0 trains without teachers.
+        Each vector modality gets an RBF SVC (C = 10, standardised, Platt-scaled) whose
+        probabilities on the labeled training rows are cross-fitted (5 folds); every training
+        pass that fuses only taught modalities adds ``teacher_weight`` times the KL divergence
+        from the product of their teachers' probabilities to the pass's prediction. Image,
+        sequence and custom modalities get no teacher. Skipped with a warning when a class
+        has fewer than 5 labeled rows.
     """
 
     _parameter_constraints = {
@@ -79,12 +87,14 @@ class DyMoResearchClassifier(DyMoClassifier):
         "entry_dropout": [Interval(Real, 0, 1, closed="left")],
         "max_subsets": [Interval(Integral, 1, None, closed="left")],
         "single_passes": ["boolean"],
+        "teacher_weight": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(self, recoverer=None, *, selection="dymo", reward="log", distance="cosine", temperature=0.1,
                  acceptance_threshold=0.0, recovery_aware=True, encoders=None, column_groups=None, standardize=True,
                  d_model=64, n_heads=4, n_layers=2, projection_dim=32, dropout=0.1, n_subsets="auto", aux_weight=1.0,
-                 aux_warmup=2, entry_dropout=0.2, max_subsets=256, single_passes=False, max_epochs=100,
+                 aux_warmup=2, entry_dropout=0.2, max_subsets=256, single_passes=False, teacher_weight=0.0,
+                 max_epochs=100,
                  batch_size=128, lr=1e-3, weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
                  predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):
         super().__init__(
@@ -103,6 +113,7 @@ class DyMoResearchClassifier(DyMoClassifier):
         self.entry_dropout = entry_dropout
         self.max_subsets = max_subsets
         self.single_passes = single_passes
+        self.teacher_weight = teacher_weight
 
 
 class MARSResearchClassifier(MARSClassifier):
@@ -124,6 +135,13 @@ class MARSResearchClassifier(MARSClassifier):
         Weight of the KL term by which the feature router imitates the residual router.
     load_balance_weight : float, default=0.01
         Weight of the load-balancing term (coefficient of variation squared); 0 is that ablation.
+    single_passes : bool, default=False
+        True routes, beside the one random sub-pattern of each training sample, every modality
+        alone (1 + M routed passes a batch instead of 1); the paper's training has only the
+        random one, which reaches a single modality of M in M of 2^M draws.
+    entry_dropout : float, default=0.0
+        In training each sample hides a random fraction U(0, entry_dropout) of its observed
+        entries, as DyMo's training does (0.2 there).
     """
 
     _parameter_constraints = {
@@ -133,10 +151,13 @@ class MARSResearchClassifier(MARSClassifier):
         "noise_scale": [Interval(Real, 0, None, closed="left")],
         "distillation_weight": [Interval(Real, 0, None, closed="left")],
         "load_balance_weight": [Interval(Real, 0, None, closed="left")],
+        "single_passes": ["boolean"],
+        "entry_dropout": [Interval(Real, 0, 1, closed="left")],
     }
 
     def __init__(self, *, n_experts=4, top_k=2, residual_router=True, noise=True, noise_scale=5.0,
-                 distillation_weight=1.0, load_balance_weight=0.01, expert_hidden=128, encoders=None,
+                 distillation_weight=1.0, load_balance_weight=0.01, single_passes=False, entry_dropout=0.0,
+                 expert_hidden=128, encoders=None,
                  column_groups=None, standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50,
                  batch_size=128, lr=1e-3, weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1,
                  patience=10, predict_batch_size=1024, device="auto", class_weight=None, random_state=None,
@@ -153,6 +174,8 @@ class MARSResearchClassifier(MARSClassifier):
         self.noise_scale = noise_scale
         self.distillation_weight = distillation_weight
         self.load_balance_weight = load_balance_weight
+        self.single_passes = single_passes
+        self.entry_dropout = entry_dropout
 
 
 def selection_outputs(model, X, outputs=("logits",), *, recovered=None, selection=None, thresholds=None):

@@ -332,3 +332,46 @@ def test_early_stopping_reads_the_sub_pattern_validation_loss(image_table_data):
     assert np.isfinite(history[:, "valid_loss"]).all() and len(history[:, "valid_acc_subsets"]) == 3
     # the sub-pattern accuracy is its own number, not a copy of the observed one
     assert history[:, "valid_acc_subsets"] != history[:, "valid_acc"]
+
+
+def test_single_passes_route_every_modality_alone():
+    """Catches single passes that fuse a modality a sample lacks, skip a modality, or lose the
+    paper's random sub-pattern (which must stay the first pass)."""
+    module = MARSNetwork(["a", "b", "c"], [(2,), (2,), (2,)], ["vector"] * 3, n_classes=2, d_model=8, n_heads=2,
+                         n_layers=1, single_passes=True)
+    present = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 0]], dtype=torch.bool)
+    attach_generator(module, torch.Generator().manual_seed(0))
+    patterns = module.partial_patterns(present).view(4, 3, 3)
+    attach_generator(module, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(patterns[0], random_present_subset(present, module.generator))
+    for index in range(3):
+        alone = patterns[1 + index]
+        expected = torch.zeros(3, 3, dtype=torch.bool)
+        expected[:, index] = present[:, index]
+        expected = torch.where(expected.any(1, keepdim=True), expected, present)
+        assert torch.equal(alone, expected)
+    assert not (patterns & ~present).any()
+
+
+def test_single_passes_and_entry_dropout_train_every_pass(image_table_data):
+    """Catches a loss that reads only the first routed pass (targets not repeated) or entry
+    dropout that never reaches the encoders."""
+    X, y = image_table_data
+    clf = tiny_research_mars(single_passes=True, entry_dropout=0.5).fit(X, y)
+    module = clf.net_.module_.train()
+    attach_generator(module, torch.Generator().manual_seed(0))
+    batch = {name: torch.as_tensor(X[name][:64]) for name in clf.modalities_}
+    encoded = []
+    original = module.encode
+    module.encode = lambda inputs: encoded.append(inputs) or original(inputs)
+    full, partial, _ = module(**batch)
+    assert full.shape == (64, 10) and partial.shape == (3 * 64, 10)  # the random pass + 2 modalities alone
+    observed = sum(int((~torch.isnan(batch[name])).sum()) for name in clf.modalities_)
+    kept = sum(int((~torch.isnan(encoded[0][name])).sum()) for name in clf.modalities_)
+    assert kept < 0.9 * observed  # U(0, 0.5) of the entries hidden: a quarter on average
+    loss = clf.net_.get_loss((full, partial, {"distillation": torch.zeros(()), "load_balance": torch.zeros(())}),
+                             torch.as_tensor(y[:64]), X=batch, training=True)
+    target = torch.as_tensor(y[:64]).long()
+    expected = F.cross_entropy(full, target) + F.cross_entropy(partial, target.repeat(3))
+    torch.testing.assert_close(loss, expected)
+    assert np.isfinite(clf.predict_proba(X)).all()

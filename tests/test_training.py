@@ -221,10 +221,11 @@ def test_training_forward_fuses_the_sampled_subsets(local_rng, monkeypatch):
     inputs["m0"][1] = np.nan
     inputs["m2"][1] = np.nan  # row 1 observes m1 only
     observed = torch.tensor([[1, 0, 1], [0, 1, 0], [1, 1, 1], [1, 1, 1]], dtype=torch.bool)
-    logits, z = network(**inputs)
+    logits, z, returned = network(**inputs)
     assert logits.shape == (3, 4, 2) and z.shape == (3, 4, 4)
     (present,) = fused
     passes = present.view(3, 4, 3)
+    assert torch.equal(returned, passes)  # the distillation targets are built from what was fused
     assert passes.any(dim=2).all() and not (passes & ~observed[None]).any()
     assert (passes[:, 1] == observed[1]).all()  # a single observed modality: every pass is that one
     assert len(set(_codes(passes)[:, 2].tolist())) == 3  # complete rows get 3 distinct subsets
@@ -245,7 +246,7 @@ def _record_training(monkeypatch):
         before = len(aux_calls)
         loss = original_get_loss(self, y_pred, y_true, X=X, training=training)
         if training:
-            logits, z = y_pred
+            logits, z = y_pred[:2]
             targets = y_true.long().repeat(logits.shape[0])
             cross_entropy = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets)
             records.append(dict(
@@ -387,9 +388,10 @@ def test_training_adds_one_recovery_pass(local_rng, monkeypatch):
     hidden = {name: values.clone() for name in network.modality_names}
     hidden["m1"][: n // 2] = float("nan")  # the first half hides m1
     recovered = {name: values + 1 for name in network.modality_names}
-    logits, z = network(**inputs, **{f"hidden:{k}": v for k, v in hidden.items()},
-                        **{f"recovered:{k}": v for k, v in recovered.items()})
+    logits, z, passes = network(**inputs, **{f"hidden:{k}": v for k, v in hidden.items()},
+                                **{f"recovered:{k}": v for k, v in recovered.items()})
     assert logits.shape == (3, n, 2) and z.shape == (3, n, 4)
+    assert passes.shape == (2, n, 3)  # the subset passes only: the recovery pass fuses no fixed subset
     tokens, present = fused[-1]
     assert present[n // 2:].all()  # nothing hidden: every modality observed
     assert present[: n // 2, [0, 2]].all()

@@ -137,6 +137,18 @@ class Backbone(Stochastic, nn.Module):
             values = self.standardizer(index, values, observed)
         return self.encoders[index](values, observed)
 
+    def drop_entries(self, inputs, rate):
+        """Training augmentation: each sample hides a random fraction U(0, ``rate``) of the
+        observed entries of each modality (NaN-marked ``inputs`` in, NaN-marked out)."""
+        dropped = {}
+        for name in self.modality_names:
+            values, observed = split_missing(inputs[name])
+            device, generator = observed.device, self.generator
+            fraction = torch.rand(observed.shape[0], *[1] * (observed.ndim - 1), generator=generator, device=device)
+            keep = observed & (torch.rand(observed.shape, generator=generator, device=device) >= fraction * rate)
+            dropped[name] = torch.where(keep, values, torch.full_like(values, float("nan")))
+        return dropped
+
     def fuse(self, tokens, present):
         """[CLS] representation (B, d) of tokens (B, L, d) with modality presence (B, M)."""
         self.pass_counts["fusion"] += tokens.shape[0]

@@ -103,14 +103,13 @@ class DyMoNetwork(Backbone):
     def forward(self, **inputs):
         """Training: ``(A, B, K)`` logits and ``(A, B, P)`` projections of the sampled subsets, plus
         one recovery pass when the inputs carry ``hidden:<name>`` and ``recovered:<name>``
-        entries; eval: everything present fused once (``A = 1``)."""
+        entries, and the ``(A_s, B, M)`` presence each of the first ``A_s`` (subset) passes fused;
+        eval: logits and projections of everything present fused once (``A = 1``)."""
         hidden = {name: inputs.pop(f"{HIDDEN}{name}") for name in self.modality_names if f"{HIDDEN}{name}" in inputs}
         recovered = {name: inputs.pop(f"{RECOVERED}{name}") for name in self.modality_names
                      if f"{RECOVERED}{name}" in inputs}
         if self.training and self.entry_dropout > 0:
-            split = {name: split_missing(inputs[name]) for name in self.modality_names}
-            inputs = {name: torch.where(self._drop_entries(observed), values, torch.full_like(values, float("nan")))
-                      for name, (values, observed) in split.items()}
+            inputs = self.drop_entries(inputs, self.entry_dropout)
         tokens, present = self.encode(inputs)
         if self.training:
             passes = self._sample_subsets(present)
@@ -123,6 +122,8 @@ class DyMoNetwork(Backbone):
         if self.training and hidden:
             recovery_logits, recovery_z = self._recovery_pass(hidden, recovered)
             logits, z = torch.cat([logits, recovery_logits[None]]), torch.cat([z, recovery_z[None]])
+        if self.training:
+            return logits, z, passes
         return logits, z
 
     def _recovery_pass(self, hidden, recovered):
@@ -131,13 +132,6 @@ class DyMoNetwork(Backbone):
         tokens_observed, tokens_recovered, present, candidates = self.encode_versions(hidden, recovered)
         coins = torch.rand(candidates.shape, generator=self.generator, device=candidates.device) < 0.5
         return self.heads(self.fuse_versions(tokens_observed, tokens_recovered, present, candidates & coins))
-
-    def _drop_entries(self, observed):
-        """Hide a random fraction U(0, entry_dropout) of each sample's observed entries."""
-        batch = observed.shape[0]
-        device, generator = observed.device, self.generator
-        rate = torch.rand(batch, *[1] * (observed.ndim - 1), generator=generator, device=device) * self.entry_dropout
-        return observed & (torch.rand(observed.shape, generator=generator, device=device) >= rate)
 
     def _sample_subsets(self, present):
         """(A, B, M) presence for A distinct random non-empty subsets, intersected per sample.

@@ -44,7 +44,8 @@ class MARSNetwork(Backbone):
 
     def __init__(self, modality_names, modality_shapes, encoder_specs, n_classes, d_model=64, n_heads=4,
                  n_layers=2, dropout=0.1, n_experts=4, top_k=2, expert_hidden=128, noise=True, noise_scale=5.0,
-                 residual_router=True, standardize_inputs=False, input_scaling=None):
+                 residual_router=True, standardize_inputs=False, input_scaling=None, single_passes=False,
+                 entry_dropout=0.0):
         super().__init__(modality_names, modality_shapes, encoder_specs, d_model=d_model, n_heads=n_heads,
                          n_layers=n_layers, dropout=dropout, standardize_inputs=standardize_inputs,
                          input_scaling=input_scaling)
@@ -53,6 +54,8 @@ class MARSNetwork(Backbone):
         self.noise = noise
         self.noise_scale = noise_scale
         self.use_residual_router = residual_router
+        self.single_passes = single_passes
+        self.entry_dropout = entry_dropout
         self.experts = nn.ModuleList(
             nn.Sequential(nn.Linear(d_model, expert_hidden), nn.GELU(), nn.Linear(expert_hidden, d_model))
             for _ in range(n_experts))
@@ -80,11 +83,14 @@ class MARSNetwork(Backbone):
         return self.mixture(hidden, gates), gates
 
     def paired(self, tokens, present, partial):
-        """z_full, z_partial and both routers' logits of samples seen whole and through ``partial``."""
+        """z_full (B, d), z_partial (A * B, d) and both routers' logits (A * B, N) of samples seen
+        whole and through each of the A sub-patterns stacked in ``partial`` (A * B, M)."""
         batch = tokens.shape[0]
-        hidden = self.fuse(torch.cat([tokens, tokens]), torch.cat([present, partial]))
+        n_passes = partial.shape[0] // batch
+        hidden = self.fuse(torch.cat([tokens] * (1 + n_passes)), torch.cat([present, partial]))
         full, part = hidden[:batch], hidden[batch:]
-        return full, part, self.feature_logits(part, partial), self.residual_logits(full, part, partial)
+        return (full, part, self.feature_logits(part, partial),
+                self.residual_logits(full.repeat(n_passes, 1), part, partial))
 
     def perturb(self, residual_logits, feature_logits):
         """Discrepancy-aware noise: Gaussian noise on each sample's residual routing logits with a
@@ -97,12 +103,28 @@ class MARSNetwork(Backbone):
                             dtype=residual_logits.dtype)
         return residual_logits + noise * (self.noise_scale * gap * spread)
 
+    def partial_patterns(self, present):
+        """(A * B, M) training sub-patterns: one random sub-pattern of what each sample observes
+        (A = 1), then with ``single_passes`` each modality alone where observed (A = 1 + M; a
+        sample without that modality keeps everything it observes there)."""
+        partials = [random_present_subset(present, self.generator)]
+        if self.single_passes:
+            for index in range(self.n_modalities):
+                alone = torch.zeros_like(present)
+                alone[:, index] = present[:, index]
+                partials.append(torch.where(alone.any(dim=1, keepdim=True), alone, present))
+        return torch.cat(partials)
+
     def forward(self, **inputs):
+        """Eval: logits of the inference path, then None and a zero. Training: logits of the
+        full-input head (B, K), of the routed sub-patterns (A * B, K), and the auxiliary terms."""
+        if self.training and self.entry_dropout > 0:
+            inputs = self.drop_entries(inputs, self.entry_dropout)
         tokens, present = self.encode(inputs)
         if not self.training:
             logits, _ = self.route(tokens, present)
             return logits, None, logits.new_zeros(())
-        partial = random_present_subset(present, self.generator)
+        partial = self.partial_patterns(present)
         full, part, feature_logits, residual_logits = self.paired(tokens, present, partial)
         if not self.use_residual_router:
             routing_logits = feature_logits

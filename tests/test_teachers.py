@@ -1,0 +1,114 @@
+"""Per-modality teachers (research option ``teacher_weight``): honest out-of-fold targets, the
+product of a pass's teachers as its target, only vector modalities taught."""
+
+import numpy as np
+import pytest
+import torch
+
+from dymo_sklearn import _classifier
+from dymo_sklearn._teachers import TEACHER, cross_fitted_teachers, distillation_loss
+from dymo_sklearn.datasets import make_multiview_digits
+
+from helpers import tiny_research
+
+
+def test_teacher_probabilities_are_out_of_fold():
+    """Catches teachers fitted on the rows they teach: on labels that noise features cannot
+    predict, an in-sample SVC (C = 10) memorises them, and its Platt scaling (fitted out of fold)
+    turns that into all right or all wrong; out of fold the teacher stays near chance."""
+    rng = np.random.default_rng(0)
+    n = 120
+    values = rng.normal(size=(n, 30)).astype(np.float32)
+    y = rng.permutation(np.repeat([0, 1], n // 2))
+    teachers = cross_fitted_teachers({"a": values}, ["a"], y, 2, seed=0)
+    accuracy = np.mean(teachers[f"{TEACHER}a"].argmax(1) == y)
+    assert abs(accuracy - 0.5) < 0.2, accuracy
+
+
+def test_teachers_cover_observed_rows_only():
+    """Catches a teacher that scores rows where its modality is missing (they must stay 0) or
+    returns something other than per-row log-probabilities."""
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1, 2], 30)
+    values = (rng.normal(size=(90, 4)) + 2 * y[:, None]).astype(np.float32)
+    values[::7] = np.nan
+    values[1, 0] = np.nan  # partly observed: still taught
+    out = cross_fitted_teachers({"a": values}, ["a"], y, 3, seed=0)[f"{TEACHER}a"]
+    missing = np.zeros(90, bool)
+    missing[::7] = True
+    assert out.shape == (90, 3) and out.dtype == np.float32
+    assert (out[missing] == 0).all()
+    np.testing.assert_allclose(np.exp(out[~missing]).sum(1), 1, atol=1e-4)
+    assert np.mean(out[~missing].argmax(1) == y[~missing]) > 0.9
+
+
+def test_too_few_rows_of_a_class_trains_without_teachers():
+    """Catches a crash (or a silent fold error) when a class is too small to cross-fit."""
+    y = np.array([0] * 20 + [1] * 3)
+    values = np.random.default_rng(2).normal(size=(23, 3))
+    with pytest.warns(UserWarning, match="3 labeled rows"):
+        assert cross_fitted_teachers({"a": values}, ["a"], y, 2, seed=0) == {}
+
+
+def test_distillation_targets_are_the_product_of_the_passes_teachers():
+    """Catches a target that is not the product of the fused modalities' teachers, or passes
+    through an untaught modality that are taught anyway."""
+    generator = torch.Generator().manual_seed(0)
+    teacher = torch.log_softmax(torch.randn(4, 2, 3, generator=generator), dim=-1)  # (B, M=2 taught, K)
+    X = {f"{TEACHER}a": teacher[:, 0], f"{TEACHER}b": teacher[:, 1]}
+    names = ["a", "b", "image"]
+    passes = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 1, 0], [1, 0, 1]], dtype=torch.bool)[:, None].expand(4, 4, 3)
+    product = torch.einsum("abm,bmk->abk", passes[..., :2].float(), teacher)
+    logits = product.clone()
+    logits[3] = torch.randn(4, 3, generator=generator) * 5  # the pass with the untaught image
+    assert distillation_loss(logits, passes, X, names).item() == pytest.approx(0, abs=1e-5)
+    logits[2, 0] += torch.tensor([3.0, 0.0, -3.0])
+    assert distillation_loss(logits, passes, X, names).item() > 0.01
+
+
+def test_only_vector_modalities_are_taught(image_table_data, monkeypatch):
+    """Catches an image modality taught by a vector SVC, teachers computed when the weight is 0,
+    or a fit that never reaches the distillation term."""
+    X, y = image_table_data
+    seen = []
+    original = _classifier.distillation_loss
+
+    def recording(logits, passes, batch, names, weights=None):
+        seen.append(sorted(key for key in batch if key.startswith(TEACHER)))
+        return original(logits, passes, batch, names, weights)
+
+    monkeypatch.setattr(_classifier, "distillation_loss", recording)
+    tiny_research(max_epochs=1, teacher_weight=0.0).fit(X, y)
+    assert seen == []
+    model = tiny_research(max_epochs=1, teacher_weight=1.0).fit(X, y)
+    assert seen and all(keys == [f"{TEACHER}table"] for keys in seen)
+    assert np.isfinite(model.net_.history[-1, "train_loss"])
+
+
+def test_unlabeled_rows_get_no_teacher(image_table_data, monkeypatch):
+    """Catches teachers fitted or indexed on every row when some are unlabeled (-1): the targets
+    must line up with the labeled rows the network trains on."""
+    X, y = image_table_data
+    y = y.copy()
+    y[::4] = -1
+    lengths = []
+    original = _classifier.cross_fitted_teachers
+
+    def recording(arrays, taught, y_encoded, n_classes, seed, weights=None):
+        out = original(arrays, taught, y_encoded, n_classes, seed, weights)
+        lengths.append((len(y_encoded), *(len(v) for v in out.values())))
+        return out
+
+    monkeypatch.setattr(_classifier, "cross_fitted_teachers", recording)
+    tiny_research(max_epochs=1, teacher_weight=1.0).fit(X, y)
+    n_labeled = int((y != -1).sum())
+    assert lengths == [(n_labeled, n_labeled)]
+
+
+def test_without_vector_modalities_teachers_change_nothing():
+    """Catches teachers that alter training (e.g. consume random draws) where nothing is taught:
+    on images alone the candidate trains exactly as without them."""
+    views, y = make_multiview_digits(2, n_samples=200, random_state=0)
+    with_teachers = tiny_research(max_epochs=2, teacher_weight=1.0).fit(views, y)
+    without = tiny_research(max_epochs=2, teacher_weight=0.0).fit(views, y)
+    np.testing.assert_array_equal(with_teachers.predict_proba(views), without.predict_proba(views))
