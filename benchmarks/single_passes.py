@@ -1,15 +1,20 @@
-"""Single-modality passes in training (issue 33): the shipped model against the candidate.
+"""Candidate training rules (issue 33): the shipped model against the candidate.
 
-The shipped training fuses 8 distinct random subsets of the 2^M - 1 per batch; the candidate
-(``DyMoResearchClassifier(single_passes=True)``) fuses every modality alone and random subsets of
-two or more, 8 passes in all where the subsets allow. This script reads runs of
-``benchmarks.dilemma`` in its record format, the shipped model's and the candidate's, on the same
-splits and masks, and sets DyMo, its own ``none`` and ``all`` side by side per data set,
-recoverer and missing rate, with the best late fusion of ``late_fusion.json``.
+The shipped training fuses 8 distinct random subsets of the 2^M - 1 per batch; the candidates
+are ``DyMoResearchClassifier(single_passes=True)``, which fuses every modality alone and random
+subsets of two or more, 8 passes in all where the subsets allow, and that with per-modality
+teachers (``teacher_weight=1.0``). This script reads runs of ``benchmarks.dilemma`` in its
+record format, the shipped model's and the candidate's, on the same splits and masks, and sets
+DyMo, its own ``none`` and ``all`` side by side per data set, recoverer and missing rate, with
+the best late fusion of ``late_fusion.json``. A (data set, recoverer) comes from the first
+``--after`` run that has it.
 
-    python -m benchmarks.dilemma --params '{"single_passes": true}' --parts networks   # the candidate's runs
+    python -m benchmarks.dilemma --params '{"single_passes": true}' --parts shipped   # a candidate's runs
     python -m benchmarks.single_passes --before benchmarks/results/dilemma.json \
         benchmarks/results/dilemma_features.json --after benchmarks/results/single_passes_runs.json
+    python -m benchmarks.single_passes --name candidate --before benchmarks/results/dilemma.json \
+        benchmarks/results/dilemma_fashion.json benchmarks/results/dilemma_features.json \
+        --after benchmarks/results/teachers_runs.json benchmarks/results/single_passes_runs.json
 """
 
 from __future__ import annotations
@@ -28,11 +33,16 @@ METHODS = ("dymo", "none", "all")
 
 
 def _shipped(paths):
-    records, fits = [], []
+    """The shipped rows and fits of the runs; a (data set, recoverer) comes wholly from the first
+    run that has it, so a later run's other setting never mixes in."""
+    records, fits, claimed = [], [], set()
     for path in paths:
         run = json.loads(Path(path).read_text())
-        records += [row for row in run["records"] if row["model"] == "shipped"]
-        fits += [fit for fit in run["fits"] if fit["model"] == "shipped"]
+        rows = [row for row in run["records"] if row["model"] == "shipped"]
+        mine = {(row["dataset"], row["recoverer"]) for row in rows} - claimed
+        records += [row for row in rows if (row["dataset"], row["recoverer"]) in mine]
+        fits += [fit for fit in run["fits"] if fit["model"] == "shipped" and (fit["dataset"], fit["recoverer"]) in mine]
+        claimed |= mine
     frame = pd.DataFrame(records).drop_duplicates(["dataset", "seed", "recoverer", "rate", "method"])
     return frame[frame.method.isin(METHODS)], pd.DataFrame(fits)
 
@@ -65,14 +75,16 @@ def compare(before_paths, after_paths):
 
 def report(run, command):
     rows = pd.DataFrame(run["rows"])
-    lines = ["# Single-modality passes in training: the shipped model (before) against the candidate (after)",
+    lines = ["# Candidate training rules: the shipped model (before) against the candidate (after)",
              "", f"`{command}`", "",
              ("Accuracy (%), mean over the seeds both runs have, on the same splits and masks: `before` is "
-              "`DyMoClassifier()` as shipped, fusing 8 random subsets per training batch; `after` the same with "
-              "`single_passes=True` (`DyMoResearchClassifier`), every modality alone and random larger subsets, "
-              "8 passes in all where the subsets allow. With 3 modalities both fuse all 7 subsets, so breast "
-              "cancer differs only by the random draws. `best late fusion`: the best of `late_fusion.json` at "
-              "that rate."), ""]
+              "`DyMoClassifier()` as shipped, fusing 8 random subsets per training batch; `after` the candidate "
+              "whose `DyMoResearchClassifier` parameters each section names. `single_passes=True` fuses every "
+              "modality alone and random larger subsets, 8 passes in all where the subsets allow (with 3 "
+              "modalities both fuse all 7 subsets, so breast cancer differs only by the random draws); "
+              "`teacher_weight=1.0` adds the per-modality teachers, which only vector modalities get (a fit "
+              "without them is unchanged, so image sets need no run of their own). `best late fusion`: the best "
+              "of `late_fusion.json` at that rate."), ""]
     fits = pd.DataFrame(run["fits"])
     for (dataset, recoverer), part in rows.groupby(["dataset", "recoverer"], sort=False):
         rates = sorted(part.rate.unique())

@@ -25,13 +25,13 @@ def _render(name):
     module = {"specialists": specialists, "specialists_fashion": specialists, "mars": mars,
               "device_fit_fashion": device_fit, "training_length": training_length, "n_subsets": training_length,
               "standardize": standardize, "sequences": sequences, "late_fusion": late_fusion,
-              "single_passes": single_passes, "teachers": teachers}[name]
+              "single_passes": single_passes, "candidate": single_passes, "teachers": teachers}[name]
     return module.report(load(f"{name}.json"), "command")
 
 
 PAGES = ("dilemma", "dilemma_fashion", "dilemma_features", "specialists", "specialists_fashion", "mars",
          "device_fit_fashion", "training_length", "n_subsets", "standardize", "sequences", "late_fusion",
-         "single_passes", "teachers")
+         "single_passes", "candidate", "teachers")
 
 
 @pytest.mark.parametrize("name", PAGES)
@@ -187,3 +187,23 @@ def test_training_length_reads_the_shipped_rows_of_the_dilemma_record(monkeypatc
     monkeypatch.chdir(ROOT)
     rows = training_length.shipped_records("breast_cancer", 1)
     assert rows and all(r["model"] == "shipped" and (r["dataset"], r["seed"]) == ("breast_cancer", 1) for r in rows)
+
+
+def test_a_candidate_page_takes_each_data_set_and_recoverer_from_one_run(tmp_path):
+    """Catches rows of two candidates (say, single passes with and without teachers) averaged
+    into one cell: the first --after run that has a (data set, recoverer) supplies all of it."""
+    def run(accuracy, params):
+        records = [dict(dataset="d", seed=seed, model="shipped", recoverer="knn", rate=0.5, method="dymo",
+                        accuracy=accuracy) for seed in (0, 1)]
+        fits = [dict(dataset="d", seed=seed, model="shipped", recoverer="knn", fit_s=1.0, params=params)
+                for seed in (0, 1)]
+        return dict(records=records, fits=fits, params=params)
+
+    paths = []
+    for name, content in (("before", run(0.5, {})), ("teachers", run(0.9, {"teacher_weight": 1.0})),
+                          ("passes", run(0.7, {"single_passes": True}))):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(content))
+    compared = single_passes.compare([paths[0]], paths[1:])
+    assert [row["after"] for row in compared["rows"]] == [0.9]
+    assert compared["fits"][0]["params"] == [{"teacher_weight": 1.0}]
