@@ -200,7 +200,8 @@ def goal_table(per_dataset, figures):
         return []
     return ["", "What the goal of one point above the best simple alternative asks at this η, against the "
             "specialists: *best rival* is the best mean over the seeds of DyMo's own `none` and `all` and "
-            "the three pipelines of [dilemma.md](dilemma.md) or [dilemma_fashion.md](dilemma_fashion.md) ("
+            "the three pipelines of the data set's dilemma record ([dilemma.md](dilemma.md), "
+            "[dilemma_fashion.md](dilemma_fashion.md) or [dilemma_features.md](dilemma_features.md)) ("
             + ", ".join(GOAL_RIVALS[2:]) + "); *asked* is one point more; two decimals, so that they add up. "
             "A positive *asked − bank* means the goal lies above what a bank of per-pattern specialists "
             "reaches on the same samples.", "",
