@@ -57,6 +57,8 @@ DATASETS = ("polymnist_digits", "polymnist_mnist", "breast_cancer")
 MODES = ("none", "all", "simultaneous", "iterative", "dymo")
 SHIPPED = "shipped"
 PAPER_TRAINING = "recovery_aware=False"
+# The paper's training whatever the candidate: no recovered inputs, uniform subsets, no teachers.
+PAPER_PARAMS = dict(recovery_aware=False, single_passes=False, teacher_weight=0.0)
 SPECIALISTS = "pattern specialists (LogReg)"
 PARTS = ("networks", "peers")
 SHIPPED_ONLY = "shipped"  # a part naming only the shipped networks: more recoverers for a run that has the rest
@@ -139,7 +141,7 @@ def _networks(dataset, seed, quick, only_recoverers, params, X_train, tests, y_t
     # The paper's training does not depend on the recoverer (complete training data): fit once, swap it.
     paper = None
     if with_paper:
-        paper = timed_fit(shipped(None, seed, quick, **{**params, "recovery_aware": False}), PAPER_TRAINING,
+        paper = timed_fit(shipped(None, seed, quick, **{**params, **PAPER_PARAMS}), PAPER_TRAINING,
                           "default (knn)")
     for name, recoverer in _recoverers(dataset, quick, seed).items():
         if only_recoverers and name not in only_recoverers:

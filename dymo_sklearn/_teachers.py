@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -30,6 +30,9 @@ _OUTER_FOLDS = 5
 _CALIBRATION_FOLDS = 3
 # The smallest class must reach every calibration fold of every outer training fold.
 _MIN_CLASS_ROWS = _OUTER_FOLDS
+# An RBF SVC's fit grows with the square of its rows: past this many, each fold's teacher learns
+# from a stratified sample of its training rows (every row is still taught, out of fold).
+MAX_TEACHER_ROWS = 4000
 
 
 def teacher_model(seed):
@@ -79,13 +82,37 @@ def cross_fitted_teachers(arrays, taught, y_encoded, n_classes, seed, weights=No
         rows_y = y_encoded[observed]
         if np.bincount(rows_y, minlength=n_classes).min() < _MIN_CLASS_ROWS:
             continue  # too few observed rows of some class in this modality: left untaught
-        params = {} if weights is None else {"calibratedclassifiercv__sample_weight": weights[observed]}
-        folds = StratifiedKFold(_OUTER_FOLDS, shuffle=True, random_state=seed)
-        proba = cross_val_predict(teacher_model(seed), flat[observed], rows_y, cv=folds, method="predict_proba",
-                                  params=params)
+        rows_weights = None if weights is None else weights[observed]
+        proba = _out_of_fold_proba(flat[observed], rows_y, rows_weights, seed)
         out[observed] = np.log(np.clip(proba, 1e-6, None))
         teachers[f"{TEACHER}{name}"] = out
     return teachers
+
+
+def _bounded_sample(rows, labels, size, rng):
+    """About ``size`` of ``rows``, each class in proportion but with at least ``_MIN_CLASS_ROWS``
+    (or all it has), so a rare class still reaches every calibration fold."""
+    n_rows = len(rows)
+    kept = []
+    for label in np.unique(labels):
+        members = rows[labels == label]
+        take = min(len(members), max(int(np.ceil(size * len(members) / n_rows)), _MIN_CLASS_ROWS))
+        kept.append(rng.choice(members, take, replace=False))
+    return np.sort(np.concatenate(kept))
+
+
+def _out_of_fold_proba(values, y, weights, seed):
+    """Each row's probabilities from a teacher fitted on the other folds (at most
+    ``MAX_TEACHER_ROWS`` of them, a stratified sample)."""
+    proba = np.zeros((len(y), int(y.max()) + 1))
+    folds = StratifiedKFold(_OUTER_FOLDS, shuffle=True, random_state=seed)
+    for train, test in folds.split(values, y):
+        if len(train) > MAX_TEACHER_ROWS:
+            train = _bounded_sample(train, y[train], MAX_TEACHER_ROWS, np.random.default_rng(seed))
+        fit_params = {} if weights is None else {"calibratedclassifiercv__sample_weight": weights[train]}
+        teacher = teacher_model(seed).fit(values[train], y[train], **fit_params)
+        proba[test] = teacher.predict_proba(values[test])
+    return proba
 
 
 def distillation_loss(logits, passes, X, modality_names, weights=None):

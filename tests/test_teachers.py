@@ -112,3 +112,28 @@ def test_without_vector_modalities_teachers_change_nothing():
     with_teachers = tiny_research(max_epochs=2, teacher_weight=1.0).fit(views, y)
     without = tiny_research(max_epochs=2, teacher_weight=0.0).fit(views, y)
     np.testing.assert_array_equal(with_teachers.predict_proba(views), without.predict_proba(views))
+
+
+def test_teachers_of_large_tables_learn_from_a_bounded_sample(monkeypatch):
+    """Catches teachers fitted on every training row of a large table (an RBF SVC's cost grows
+    with the square of its rows) or a crash when a rare class misses a fold's sample."""
+    from dymo_sklearn import _teachers
+
+    sizes = []
+    original = _teachers.teacher_model
+
+    def recording(seed):
+        model = original(seed)
+        fit = model.fit
+        model.fit = lambda X, y, **params: sizes.append(len(X)) or fit(X, y, **params)
+        return model
+
+    monkeypatch.setattr(_teachers, "teacher_model", recording)
+    monkeypatch.setattr(_teachers, "MAX_TEACHER_ROWS", 60)
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1, 2], [140, 140, 6])
+    values = (rng.normal(size=(len(y), 3)) + 2 * y[:, None]).astype(np.float32)
+    out = cross_fitted_teachers({"a": values}, ["a"], y, 3, seed=0)[f"{TEACHER}a"]
+    assert len(sizes) == 5 and max(sizes) <= 68  # 60 in proportion (rounded up), the rare class topped up to 5
+    np.testing.assert_allclose(np.exp(out).sum(1), 1, atol=1e-4)
+    assert np.mean(out.argmax(1) == y) > 0.9
