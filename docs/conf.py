@@ -15,6 +15,9 @@ import torch  # noqa: E402
 matplotlib.use("Agg")  # in this process only: the notebook's kernel draws inline
 
 import dymo_sklearn  # noqa: E402
+# The gallery links names to their modules even when it does not run the examples (a quick build
+# with plot_gallery=0), and IterativeImputer resolves only once this is imported.
+import sklearn.experimental.enable_iterative_imputer  # noqa: E402, F401
 
 # Tiny example networks gain nothing from intra-op threads; CI machines are small.
 torch.set_num_threads(1)
