@@ -407,7 +407,12 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
 
     def _logits(self, X):
         arrays = self._validated(X)
-        return check_finite_outputs(self._predict_arrays(arrays)["logits"].astype(np.float64), arrays)
+        logits = check_finite_outputs(self._predict_arrays(arrays)["logits"].astype(np.float64), arrays)
+        return self._output_logits(logits, arrays)
+
+    def _output_logits(self, logits, arrays):
+        """Hook: the logits that predict, predict_proba and decision_function report."""
+        return logits
 
     def decision_function(self, X):
         """Confidence scores: the classifier's logits.

@@ -10,6 +10,7 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.special import log_softmax
 from skorch.callbacks import Callback
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_parameter_constraints
 
@@ -26,7 +27,7 @@ from ._prototypes import (
     warn_about_small_classes,
 )
 from ._selection import CandidateFusion, select
-from ._teachers import TEACHER, cross_fitted_teachers, distillation_loss
+from ._teachers import TEACHER, cross_fitted_teachers, distillation_loss, fit_teachers, teacher_log_proba
 from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
 from .nn.distances import prototype_log_probabilities
 from .nn.dymo import HIDDEN, MAX_ENUMERATED_MODALITIES, RECOVERED, DyMoNetwork
@@ -163,6 +164,7 @@ class DyMoClassifier(MultimodalClassifier):
     max_subsets = 256
     single_passes = False
     teacher_weight = 0.0
+    teacher_fusion = False
 
     def __init__(
         self,
@@ -266,10 +268,10 @@ class DyMoClassifier(MultimodalClassifier):
         # The recoverer learns from every row, labeled or not; the network from the labeled ones.
         self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
         train = super()._prepare_fit(arrays, seed, labeled, y_encoded, weights)
+        taught = self._taught_modalities()
+        self.teachers_ = (fit_teachers(train, taught, y_encoded, len(self.classes_), seed, weights)
+                          if self.teacher_fusion else {})
         if self.teacher_weight > 0:
-            specs = self._encoder_specs(self.modalities_)
-            taught = [name for name, spec in zip(self.modalities_, specs)
-                      if encoder_kind(spec, self.modality_shapes_[name]) == "vector"]
             train = {**train, **cross_fitted_teachers({name: train[name] for name in taught}, taught, y_encoded,
                                                       len(self.classes_), seed, weights)}
         if not self.recovery_aware:
@@ -278,6 +280,19 @@ class DyMoClassifier(MultimodalClassifier):
                                                     np.random.default_rng(seed), rows=labeled)
         return {**train, **{f"{HIDDEN}{name}": array for name, array in hidden.items()},
                 **{f"{RECOVERED}{name}": array for name, array in recovered.items()}}
+
+    def _taught_modalities(self):
+        """The vector modalities: those a per-modality teacher (an SVC) can learn from."""
+        specs = self._encoder_specs(self.modalities_)
+        return [name for name, spec in zip(self.modalities_, specs)
+                if encoder_kind(spec, self.modality_shapes_[name]) == "vector"]
+
+    def _output_logits(self, logits, arrays):
+        # Teacher fusion: late fusion of the observed vector modalities' teachers, by product.
+        teachers = getattr(self, "teachers_", None)
+        if not teachers:
+            return logits
+        return log_softmax(logits, axis=1) + teacher_log_proba(teachers, arrays, len(self.classes_))
 
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "projection_dim": self.projection_dim,

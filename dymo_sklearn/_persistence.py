@@ -7,6 +7,7 @@ Layout of a saved model (a directory)::
     weights.safetensors  the network's state dict
     statistics.npz       the estimator's fitted arrays, e.g. DyMo's prototypes and ICS statistics
                          (loaded with allow_pickle=False)
+    teachers.skops       for DyMo with teacher fusion: the fitted per-modality teachers
     recoverer.skops      for DyMo: the recoverer parameter and the fitted recoverer; for the
                          package's neural recoverers instead recoverer.json (class, parameters,
                          fitted attributes), recoverer.npz (scaling) and
@@ -49,7 +50,11 @@ TRUSTED_TYPES = frozenset({
     "dymo_sklearn.recovery._knn.KNNRecoverer",
     "sklearn.frozen._frozen.FrozenEstimator",
     "dymo_sklearn._preprocessing.ModalityTransformer",
+    # The per-modality teachers of teacher fusion: Platt-scaled SVCs (arrays and numbers).
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._SigmoidCalibration",
 })
+TEACHERS_FILE = "teachers.skops"
 _CUSTOM = "<custom factory>"
 
 
@@ -151,6 +156,8 @@ def save_model(estimator, path):
             param, fitted = saved_estimator
             skops.io.dump({"param": getattr(estimator, param), "fitted": getattr(estimator, fitted)},
                           folder / f"{param}.skops")
+        if getattr(estimator, "teachers_", None):
+            skops.io.dump(estimator.teachers_, folder / TEACHERS_FILE)
 
     return write_directory(path, write)
 
@@ -385,6 +392,10 @@ def load_model(cls, path, *, device=None, encoders=None):
         if device is not None and hasattr(value, "get_params") and "device" in value.get_params():
             value.set_params(device=device)  # the recoverer follows the network to the requested device
         setattr(estimator, name, value)
+    teachers = path / TEACHERS_FILE
+    if teachers.is_file():  # teacher fusion (a research option of DyMo)
+        estimator.teachers_ = read_checked(teachers, lambda: skops.io.load(teachers, trusted=trusted_types(teachers)))
+
     def read_statistics():
         with np.load(path / "statistics.npz", allow_pickle=False) as statistics:
             return {name: statistics[name] for name in cls._saved_arrays}

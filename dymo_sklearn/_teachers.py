@@ -7,6 +7,9 @@ bring that skill into training: every training pass that fuses only taught modal
 KL divergence from the product of those modalities' teacher probabilities (late fusion by
 product) to the network's prediction for the pass. The teachers' probabilities on the training
 rows are out of fold, so no row is taught by a model that saw its label.
+
+With teacher fusion the model also keeps one teacher per vector modality fitted on every labeled
+row, and its prediction is multiplied by the teachers of the modalities each sample observes.
 """
 
 from __future__ import annotations
@@ -87,6 +90,46 @@ def cross_fitted_teachers(arrays, taught, y_encoded, n_classes, seed, weights=No
         out[observed] = np.log(np.clip(proba, 1e-6, None))
         teachers[f"{TEACHER}{name}"] = out
     return teachers
+
+
+def fit_teachers(arrays, taught, y_encoded, n_classes, seed, weights=None):
+    """One teacher per taught modality fitted on every row where it is observed (at most
+    ``MAX_TEACHER_ROWS``, a stratified sample), for teacher fusion at prediction.
+
+    Returns
+    -------
+    dict of str to fitted Pipeline
+        Empty, with a warning, when a class has fewer than ``_MIN_CLASS_ROWS`` rows in some
+        taught modality.
+    """
+    teachers = {}
+    for name in taught:
+        flat = arrays[name].reshape(len(arrays[name]), -1)
+        observed = np.flatnonzero(~np.isnan(flat).all(axis=1))
+        counts = np.bincount(y_encoded[observed], minlength=n_classes)
+        if counts.min() < _MIN_CLASS_ROWS:
+            warnings.warn(f"A class has {counts.min()} labeled rows observing modality {name!r}; teacher fusion "
+                          f"needs at least {_MIN_CLASS_ROWS}: predicting without the teachers.", UserWarning,
+                          stacklevel=4)
+            return {}
+        rows = observed
+        if len(rows) > MAX_TEACHER_ROWS:
+            rows = _bounded_sample(rows, y_encoded[rows], MAX_TEACHER_ROWS, np.random.default_rng(seed))
+        fit_params = {} if weights is None else {"calibratedclassifiercv__sample_weight": weights[rows]}
+        teachers[name] = teacher_model(seed).fit(flat[rows], y_encoded[rows], **fit_params)
+    return teachers
+
+
+def teacher_log_proba(teachers, arrays, n_classes):
+    """(n, K) sum of the log-probabilities of the teachers of the modalities each row observes."""
+    n_samples = len(next(iter(arrays.values())))
+    total = np.zeros((n_samples, n_classes))
+    for name, teacher in teachers.items():
+        flat = arrays[name].reshape(n_samples, -1)
+        observed = ~np.isnan(flat).all(axis=1)
+        if observed.any():
+            total[observed] += np.log(np.clip(teacher.predict_proba(flat[observed]), 1e-6, None))
+    return total
 
 
 def _bounded_sample(rows, labels, size, rng):

@@ -74,6 +74,11 @@ class DyMoResearchClassifier(DyMoClassifier):
         from the product of their teachers' probabilities to the pass's prediction. Image,
         sequence and custom modalities get no teacher. Skipped with a warning when a class
         has fewer than 5 labeled rows.
+    teacher_fusion : bool, default=False
+        True keeps one such teacher per vector modality, fitted on every labeled row, and
+        multiplies the prediction by the teachers of the modalities each sample observes
+        (``predict``, ``predict_proba`` and ``decision_function``; the selection itself and
+        :func:`selection_outputs` are unchanged). Saved with the model.
     """
 
     _parameter_constraints = {
@@ -88,13 +93,14 @@ class DyMoResearchClassifier(DyMoClassifier):
         "max_subsets": [Interval(Integral, 1, None, closed="left")],
         "single_passes": ["boolean"],
         "teacher_weight": [Interval(Real, 0, None, closed="left")],
+        "teacher_fusion": ["boolean"],
     }
 
     def __init__(self, recoverer=None, *, selection="dymo", reward="log", distance="cosine", temperature=0.1,
                  acceptance_threshold=0.0, recovery_aware=True, encoders=None, column_groups=None, standardize=True,
                  d_model=64, n_heads=4, n_layers=2, projection_dim=32, dropout=0.1, n_subsets="auto", aux_weight=1.0,
                  aux_warmup=2, entry_dropout=0.2, max_subsets=256, single_passes=False, teacher_weight=0.0,
-                 max_epochs=100,
+                 teacher_fusion=False, max_epochs=100,
                  batch_size=128, lr=1e-3, weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
                  predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):
         super().__init__(
@@ -114,6 +120,7 @@ class DyMoResearchClassifier(DyMoClassifier):
         self.max_subsets = max_subsets
         self.single_passes = single_passes
         self.teacher_weight = teacher_weight
+        self.teacher_fusion = teacher_fusion
 
 
 class MARSResearchClassifier(MARSClassifier):

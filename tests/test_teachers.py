@@ -137,3 +137,27 @@ def test_teachers_of_large_tables_learn_from_a_bounded_sample(monkeypatch):
     assert len(sizes) == 5 and max(sizes) <= 68  # 60 in proportion (rounded up), the rare class topped up to 5
     np.testing.assert_allclose(np.exp(out).sum(1), 1, atol=1e-4)
     assert np.mean(out.argmax(1) == y) > 0.9
+
+
+def test_teacher_fusion_multiplies_the_observed_vector_modalities_teachers(image_table_data, tmp_path):
+    """Catches a fusion that adds the teacher of a missing table, touches samples without one,
+    uses teachers fitted out of fold, or is lost when the model is saved and loaded."""
+    from scipy.special import log_softmax
+
+    from dymo_sklearn import load
+
+    X, y = image_table_data
+    model = tiny_research(max_epochs=2, teacher_fusion=True).fit(X, y)
+    assert sorted(model.teachers_) == ["table"]  # the image gets no teacher
+    raw = log_softmax(tiny_research(max_epochs=2).fit(X, y).decision_function(X), axis=1)
+    table = np.asarray(X["table"])
+    observed = ~np.isnan(table).all(axis=1)
+    expected = raw.copy()
+    expected[observed] += np.log(np.clip(model.teachers_["table"].predict_proba(table[observed]), 1e-6, None))
+    np.testing.assert_allclose(model.decision_function(X), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[expected.argmax(1)])
+    model.save(tmp_path / "model")
+    assert (tmp_path / "model" / "teachers.skops").is_file()
+    np.testing.assert_allclose(load(tmp_path / "model").predict_proba(X), model.predict_proba(X), atol=1e-6)
+    refit = model.set_params(teacher_fusion=False).fit(X, y)
+    assert refit.teachers_ == {}  # a refit without fusion keeps no stale teachers
