@@ -67,7 +67,8 @@ def random_present_subset(present, generator):
     """(B, M) bool: each present modality kept with probability 1/2, and one random present
     modality kept where the coin flips left none."""
     keep = (torch.rand(present.shape, generator=generator, device=present.device) < 0.5) & present
-    empty = ~keep.any(dim=1)
+    # A sample with nothing present (every entry hidden by entry dropout) keeps its empty pattern.
+    empty = ~keep.any(dim=1) & present.any(dim=1)
     if empty.any():
         pick = torch.multinomial(present[empty].float(), 1, generator=generator).squeeze(1)
         keep[empty.nonzero(as_tuple=True)[0], pick] = True

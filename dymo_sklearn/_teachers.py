@@ -69,24 +69,27 @@ def cross_fitted_teachers(arrays, taught, y_encoded, n_classes, seed, weights=No
         Keyed ``teacher:<name>``; zero on the rows where the modality is missing (they take no
         pass through it). Empty, with a warning, when a class has too few rows to cross-fit.
     """
-    counts = np.bincount(y_encoded, minlength=n_classes)
     if not taught:
         return {}
+    counts = _class_rows(y_encoded, weights, n_classes)
     if counts.min() < _MIN_CLASS_ROWS:
-        warnings.warn(f"A class has {counts.min()} labeled rows; per-modality teachers need at least "
-                      f"{_MIN_CLASS_ROWS} of each class to be cross-fitted: training without them.",
-                      UserWarning, stacklevel=4)
+        warnings.warn(f"A class has {counts.min()} labeled rows of positive weight; per-modality teachers need "
+                      f"at least {_MIN_CLASS_ROWS} of each class to be cross-fitted: training without them.",
+                      UserWarning, stacklevel=5)
         return {}
     teachers = {}
     for name in taught:
         flat = arrays[name].reshape(len(arrays[name]), -1)
-        observed = ~np.isnan(flat).all(axis=1)
+        # Rows of zero weight teach nothing and are taught nothing (their loss terms weigh 0).
+        observed = ~np.isnan(flat).all(axis=1) & (True if weights is None else weights > 0)
         out = np.zeros((len(flat), n_classes), dtype=np.float32)
         rows_y = y_encoded[observed]
-        if np.bincount(rows_y, minlength=n_classes).min() < _MIN_CLASS_ROWS:
-            continue  # too few observed rows of some class in this modality: left untaught
         rows_weights = None if weights is None else weights[observed]
-        proba = _out_of_fold_proba(flat[observed], rows_y, rows_weights, seed)
+        if _class_rows(rows_y, None, n_classes).min() < _MIN_CLASS_ROWS:
+            warnings.warn(f"Modality {name!r} is observed in fewer than {_MIN_CLASS_ROWS} labeled rows of some "
+                          "class: it gets no teacher.", UserWarning, stacklevel=5)
+            continue
+        proba = _fit_naming(name, lambda: _out_of_fold_proba(flat[observed], rows_y, rows_weights, seed))
         out[observed] = np.log(np.clip(proba, 1e-6, None))
         teachers[f"{TEACHER}{name}"] = out
     return teachers
@@ -105,19 +108,32 @@ def fit_teachers(arrays, taught, y_encoded, n_classes, seed, weights=None):
     teachers = {}
     for name in taught:
         flat = arrays[name].reshape(len(arrays[name]), -1)
-        observed = np.flatnonzero(~np.isnan(flat).all(axis=1))
-        counts = np.bincount(y_encoded[observed], minlength=n_classes)
+        rows = np.flatnonzero(~np.isnan(flat).all(axis=1) & (True if weights is None else weights > 0))
+        counts = _class_rows(y_encoded[rows], None, n_classes)
         if counts.min() < _MIN_CLASS_ROWS:
-            warnings.warn(f"A class has {counts.min()} labeled rows observing modality {name!r}; teacher fusion "
-                          f"needs at least {_MIN_CLASS_ROWS}: predicting without the teachers.", UserWarning,
-                          stacklevel=4)
+            warnings.warn(f"A class has {counts.min()} labeled rows of positive weight observing modality "
+                          f"{name!r}; teacher fusion needs at least {_MIN_CLASS_ROWS}: predicting without the "
+                          "teachers.", UserWarning, stacklevel=5)
             return {}
-        rows = observed
         if len(rows) > MAX_TEACHER_ROWS:
             rows = _bounded_sample(rows, y_encoded[rows], MAX_TEACHER_ROWS, np.random.default_rng(seed))
         fit_params = {} if weights is None else {"calibratedclassifiercv__sample_weight": weights[rows]}
-        teachers[name] = teacher_model(seed).fit(flat[rows], y_encoded[rows], **fit_params)
+        teachers[name] = _fit_naming(
+            name, lambda: teacher_model(seed).fit(flat[rows], y_encoded[rows], **fit_params))
     return teachers
+
+
+def _class_rows(y_encoded, weights, n_classes):
+    """Rows of each class, counting only rows of positive weight."""
+    return np.bincount(y_encoded if weights is None else y_encoded[weights > 0], minlength=n_classes)
+
+
+def _fit_naming(name, fit):
+    """``fit()``, its errors naming the modality whose teacher failed."""
+    try:
+        return fit()
+    except ValueError as error:
+        raise ValueError(f"The per-modality teacher of modality {name!r} could not be fitted: {error}") from error
 
 
 def teacher_log_proba(teachers, arrays, n_classes):
@@ -186,7 +202,7 @@ def distillation_loss(logits, passes, X, modality_names, weights=None):
                            for key in keys], dim=1)  # (B, M, K)
     # Only passes whose every fused modality has a teacher: a partial product would pull a pass
     # that also sees an untaught modality towards a weaker target.
-    covered = ~(passes & ~taught).any(dim=-1)  # (A, B)
+    covered = ~(passes & ~taught).any(dim=-1) & passes.any(dim=-1)  # (A, B); an empty pass has no target
     if not covered.any():
         return None
     target = F.softmax(torch.einsum("abm,bmk->abk", passes.to(teacher.dtype), teacher), dim=-1)

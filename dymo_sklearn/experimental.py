@@ -73,12 +73,14 @@ class DyMoResearchClassifier(DyMoClassifier):
         pass that fuses only taught modalities adds ``teacher_weight`` times the KL divergence
         from the product of their teachers' probabilities to the pass's prediction. Image,
         sequence and custom modalities get no teacher. Skipped with a warning when a class
-        has fewer than 5 labeled rows.
+        has fewer than 5 labeled rows of positive weight. The teachers are cross-fitted over
+        every labeled row, the validation split of early stopping included.
     teacher_fusion : bool, default=False
         True keeps one such teacher per vector modality, fitted on every labeled row, and
         multiplies the prediction by the teachers of the modalities each sample observes
         (``predict``, ``predict_proba`` and ``decision_function``; the selection itself and
-        :func:`selection_outputs` are unchanged). Saved with the model.
+        :func:`selection_outputs` are unchanged, and so is the ``prediction`` column of
+        :func:`~dymo_sklearn.explain`, the network's own). Saved with the model.
     """
 
     _parameter_constraints = {

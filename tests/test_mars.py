@@ -375,3 +375,15 @@ def test_single_passes_and_entry_dropout_train_every_pass(image_table_data):
     expected = F.cross_entropy(full, target) + F.cross_entropy(partial, target.repeat(3))
     torch.testing.assert_close(loss, expected)
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_entry_dropout_that_empties_a_sample_trains():
+    """Catches a crash when entry dropout hides the only entry a sample observes (the random
+    sub-pattern then has nothing to keep)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    X = {"one": (rng.normal(size=(80, 1)) + y[:, None]).astype(np.float32),
+         "two": (rng.normal(size=(80, 1)) + y[:, None]).astype(np.float32)}
+    X["two"][::2] = np.nan  # half the samples observe one entry in all
+    clf = tiny_research_mars(entry_dropout=0.9, single_passes=True, max_epochs=3).fit(X, y)
+    assert np.isfinite(clf.predict_proba(X)).all()

@@ -161,3 +161,42 @@ def test_teacher_fusion_multiplies_the_observed_vector_modalities_teachers(image
     np.testing.assert_allclose(load(tmp_path / "model").predict_proba(X), model.predict_proba(X), atol=1e-6)
     refit = model.set_params(teacher_fusion=False).fit(X, y)
     assert refit.teachers_ == {}  # a refit without fusion keeps no stale teachers
+
+
+def test_an_emptied_pass_is_not_distilled_towards_a_uniform_target():
+    """Catches a pass with no modality (entry dropout hid everything) counted as covered: its
+    target would be the uniform distribution."""
+    teacher = torch.log_softmax(torch.tensor([[4.0, 0.0], [0.0, 4.0]]), dim=-1)
+    X = {f"{TEACHER}a": teacher}
+    passes = torch.tensor([[[True], [False]]])  # sample 1 fused nothing
+    logits = teacher[None].clone()
+    logits[0, 1] = torch.tensor([0.0, 9.0])  # far from uniform
+    assert distillation_loss(logits, passes, X, ["a"]).item() == pytest.approx(0, abs=1e-5)
+
+
+def test_teachers_learn_only_from_rows_of_positive_weight():
+    """Catches a zero-weight class counted as present (the SVC then fails inside scikit-learn),
+    or the weights dropped from the teachers' fits."""
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], 40)
+    values = (rng.normal(size=(120, 3)) + 2 * y[:, None]).astype(np.float32)
+    weights = np.where(y == 2, 0.0, 1.0).astype(np.float32)
+    with pytest.warns(UserWarning, match="positive weight"):
+        assert cross_fitted_teachers({"a": values}, ["a"], y, 3, seed=0, weights=weights) == {}
+    noisy = y.copy()
+    noisy[:20] = 1  # half of class 0 relabelled 1, with weight 0: the teacher must not learn it
+    weights = np.where(np.arange(120) < 20, 0.0, 1.0).astype(np.float32)
+    out = cross_fitted_teachers({"a": values}, ["a"], noisy, 3, seed=0, weights=weights)[f"{TEACHER}a"]
+    assert (out[:20] == 0).all()  # rows of zero weight are not taught
+    assert np.mean(out[20:40].argmax(1) == 0) > 0.9
+
+
+def test_a_modality_too_rare_for_a_teacher_is_named():
+    """Catches a modality left untaught without a word."""
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1], 30)
+    rare = rng.normal(size=(60, 2))
+    rare[(y == 1) & (np.arange(60) > 32)] = np.nan  # class 1 observed in 3 rows
+    with pytest.warns(UserWarning, match="'rare'"):
+        out = cross_fitted_teachers({"rare": rare, "b": rng.normal(size=(60, 2))}, ["rare", "b"], y, 2, seed=0)
+    assert list(out) == [f"{TEACHER}b"]
