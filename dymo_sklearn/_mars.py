@@ -63,9 +63,12 @@ class MARSClassifier(MultimodalClassifier):
     """Incomplete multimodal classifier routing each sample to experts by its missingness.
 
     No recovery: missing modalities are masked in the fusion transformer. During training a
-    residual router sees how a random missing pattern shifts each sample's representation and
-    routes to the top-k experts; a feature router, which sees only the partial representation,
-    learns to imitate it and alone routes at prediction time.
+    residual router sees how a missing pattern shifts each sample's representation and routes
+    to the top-k experts; a feature router, which sees only the partial representation, learns
+    to imitate it and alone routes at prediction time. The patterns of each training batch are
+    one random sub-pattern of what each sample observes and every observed modality alone, the
+    pattern a sample with one modality brings at prediction (the paper's training, the random
+    sub-pattern only, is ``MARSResearchClassifier(single_passes=False)``).
 
     Rows labelled -1 in ``fit`` are unlabeled (``sklearn.semi_supervised``'s convention). MARS
     recovers nothing and every part of it learns from labels, so they only enter the input
@@ -123,7 +126,7 @@ class MARSClassifier(MultimodalClassifier):
     noise_scale = 5.0
     distillation_weight = 1.0
     load_balance_weight = 0.01
-    single_passes = False
+    single_passes = True
     entry_dropout = 0.0
 
     def __init__(self, *, n_experts=4, top_k=2, expert_hidden=128, encoders=None, column_groups=None,

@@ -144,10 +144,11 @@ class MARSResearchClassifier(MARSClassifier):
         Weight of the KL term by which the feature router imitates the residual router.
     load_balance_weight : float, default=0.01
         Weight of the load-balancing term (coefficient of variation squared); 0 is that ablation.
-    single_passes : bool, default=False
+    single_passes : bool, default=True
         True routes, beside the one random sub-pattern of each training sample, every modality
-        alone (1 + M routed passes a batch instead of 1); the paper's training has only the
-        random one, which reaches a single modality of M in M of 2^M draws.
+        alone (1 + M routed passes a batch instead of 1). False is the paper's training, the
+        random sub-pattern only, which reaches a single modality of M in M of 2^M draws
+        (``benchmarks/results/mars_passes.md``: 3 to 9 points lower where one modality is left).
     entry_dropout : float, default=0.0
         In training each sample hides a random fraction U(0, entry_dropout) of its observed
         entries, as DyMo's training does (0.2 there).
@@ -165,7 +166,7 @@ class MARSResearchClassifier(MARSClassifier):
     }
 
     def __init__(self, *, n_experts=4, top_k=2, residual_router=True, noise=True, noise_scale=5.0,
-                 distillation_weight=1.0, load_balance_weight=0.01, single_passes=False, entry_dropout=0.0,
+                 distillation_weight=1.0, load_balance_weight=0.01, single_passes=True, entry_dropout=0.0,
                  expert_hidden=128, encoders=None,
                  column_groups=None, standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50,
                  batch_size=128, lr=1e-3, weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1,

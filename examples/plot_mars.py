@@ -3,9 +3,9 @@ MARS: experts routed by missingness
 ===================================
 
 :class:`~dymo_sklearn.MARSClassifier` recovers nothing. During training it sees each sample
-whole and through a random sub-pattern of its modalities. A *residual router* reads how the
-missing modalities shifted the sample's representation and sends it to two of four small
-experts. A *feature router*, which sees only what prediction will see, learns to imitate it, and
+whole, through a random sub-pattern of its modalities and through each modality alone. A
+*residual router* reads how the missing modalities shifted the sample's representation and
+sends it to two of four small experts. A *feature router*, which sees only what prediction will see, learns to imitate it, and
 routes alone at prediction.
 
 Two questions a user should ask of a fitted model:
