@@ -25,14 +25,15 @@ def _render(name):
     module = {"specialists": specialists, "specialists_fashion": specialists, "mars": mars, "mars_passes": mars,
               "device_fit_fashion": device_fit, "training_length": training_length, "n_subsets": training_length,
               "standardize": standardize, "sequences": sequences, "late_fusion": late_fusion,
-              "single_passes": single_passes, "candidate": single_passes, "teachers": teachers,
+              "single_passes": single_passes, "candidate": single_passes, "candidate_fusion": single_passes, "teachers": teachers,
               "late_fusion_choice": late_fusion_choice}[name]
     return module.report(load(f"{name}.json"), "command")
 
 
 PAGES = ("dilemma", "dilemma_fashion", "dilemma_features", "specialists", "specialists_fashion", "mars",
          "device_fit_fashion", "training_length", "n_subsets", "standardize", "sequences", "late_fusion",
-         "single_passes", "candidate", "teachers", "late_fusion_choice", "mars_passes")
+         "single_passes", "candidate", "teachers", "late_fusion_choice", "mars_passes",
+         "candidate_fusion")
 
 
 @pytest.mark.parametrize("name", PAGES)
