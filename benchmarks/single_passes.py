@@ -66,10 +66,10 @@ def compare(before_paths, after_paths):
                              before=float(means["before"][index]), after=float(means["after"][index])))
         timed = [frame[(frame.dataset == dataset) & (frame.recoverer == recoverer)
                        & frame.seed.isin(seeds)].fit_s.mean() for frame in (before_fits, after_fits)]
-        params = {json.dumps(fit, sort_keys=True) for fit in after_fits[(after_fits.dataset == dataset)
-                  & (after_fits.recoverer == recoverer)].params}
+        settings = {json.dumps(params, sort_keys=True) for params in after_fits[(after_fits.dataset == dataset)
+                    & (after_fits.recoverer == recoverer)].params}
         fits.append(dict(dataset=dataset, recoverer=recoverer, before_s=float(timed[0]), after_s=float(timed[1]),
-                         params=[json.loads(p) for p in sorted(params)]))
+                         params=[json.loads(setting) for setting in sorted(settings)]))
     return dict(rows=rows, fits=fits)
 
 

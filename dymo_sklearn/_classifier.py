@@ -272,8 +272,7 @@ class DyMoClassifier(MultimodalClassifier):
         self.teachers_ = (fit_teachers(train, taught, y_encoded, len(self.classes_), seed, weights)
                           if self.teacher_fusion else {})
         if self.teacher_weight > 0:
-            train = {**train, **cross_fitted_teachers({name: train[name] for name in taught}, taught, y_encoded,
-                                                      len(self.classes_), seed, weights)}
+            train = {**train, **cross_fitted_teachers(train, taught, y_encoded, len(self.classes_), seed, weights)}
         if not self.recovery_aware:
             return train
         hidden, recovered = cross_fitted_recoveries(self._recoverer(), arrays, _RECOVERY_FOLDS,

@@ -80,17 +80,17 @@ def cross_fitted_teachers(arrays, taught, y_encoded, n_classes, seed, weights=No
     teachers = {}
     for name in taught:
         flat = arrays[name].reshape(len(arrays[name]), -1)
-        # Rows of zero weight teach nothing and are taught nothing (their loss terms weigh 0).
-        observed = ~np.isnan(flat).all(axis=1) & (True if weights is None else weights > 0)
-        out = np.zeros((len(flat), n_classes), dtype=np.float32)
-        rows_y = y_encoded[observed]
-        rows_weights = None if weights is None else weights[observed]
-        if _class_rows(rows_y, None, n_classes).min() < _MIN_CLASS_ROWS:
+        rows = _teaching_rows(flat, weights)
+        if _class_rows(y_encoded[rows], None, n_classes).min() < _MIN_CLASS_ROWS:
             warnings.warn(f"Modality {name!r} is observed in fewer than {_MIN_CLASS_ROWS} labeled rows of some "
                           "class: it gets no teacher.", UserWarning, stacklevel=5)
             continue
-        proba = _fit_naming(name, lambda: _out_of_fold_proba(flat[observed], rows_y, rows_weights, seed))
-        out[observed] = np.log(np.clip(proba, 1e-6, None))
+        proba = np.zeros((len(rows), n_classes))
+        for train, test in StratifiedKFold(_OUTER_FOLDS, shuffle=True, random_state=seed).split(rows, y_encoded[rows]):
+            teacher = _fit_teacher(name, flat, y_encoded, weights, rows[train], seed)
+            proba[test] = teacher.predict_proba(flat[rows[test]])
+        out = np.zeros((len(flat), n_classes), dtype=np.float32)
+        out[rows] = np.log(np.clip(proba, 1e-6, None))
         teachers[f"{TEACHER}{name}"] = out
     return teachers
 
@@ -108,32 +108,38 @@ def fit_teachers(arrays, taught, y_encoded, n_classes, seed, weights=None):
     teachers = {}
     for name in taught:
         flat = arrays[name].reshape(len(arrays[name]), -1)
-        rows = np.flatnonzero(~np.isnan(flat).all(axis=1) & (True if weights is None else weights > 0))
+        rows = _teaching_rows(flat, weights)
         counts = _class_rows(y_encoded[rows], None, n_classes)
         if counts.min() < _MIN_CLASS_ROWS:
             warnings.warn(f"A class has {counts.min()} labeled rows of positive weight observing modality "
                           f"{name!r}; teacher fusion needs at least {_MIN_CLASS_ROWS}: predicting without the "
                           "teachers.", UserWarning, stacklevel=5)
             return {}
-        if len(rows) > MAX_TEACHER_ROWS:
-            rows = _bounded_sample(rows, y_encoded[rows], MAX_TEACHER_ROWS, np.random.default_rng(seed))
-        fit_params = {} if weights is None else {"calibratedclassifiercv__sample_weight": weights[rows]}
-        teachers[name] = _fit_naming(
-            name, lambda: teacher_model(seed).fit(flat[rows], y_encoded[rows], **fit_params))
+        teachers[name] = _fit_teacher(name, flat, y_encoded, weights, rows, seed)
     return teachers
+
+
+def _teaching_rows(flat, weights):
+    """Indices of the rows that observe the modality and weigh more than 0: rows of weight 0
+    neither teach nor are taught (their loss terms weigh nothing)."""
+    return np.flatnonzero(~np.isnan(flat).all(axis=1) & (True if weights is None else weights > 0))
+
+
+def _fit_teacher(name, flat, y_encoded, weights, rows, seed):
+    """A teacher fitted on ``rows`` (at most ``MAX_TEACHER_ROWS`` of them, a stratified sample),
+    its errors naming the modality."""
+    if len(rows) > MAX_TEACHER_ROWS:
+        rows = _bounded_sample(rows, y_encoded[rows], MAX_TEACHER_ROWS, np.random.default_rng(seed))
+    fit_params = {} if weights is None else {"calibratedclassifiercv__sample_weight": weights[rows]}
+    try:
+        return teacher_model(seed).fit(flat[rows], y_encoded[rows], **fit_params)
+    except ValueError as error:
+        raise ValueError(f"The per-modality teacher of modality {name!r} could not be fitted: {error}") from error
 
 
 def _class_rows(y_encoded, weights, n_classes):
     """Rows of each class, counting only rows of positive weight."""
     return np.bincount(y_encoded if weights is None else y_encoded[weights > 0], minlength=n_classes)
-
-
-def _fit_naming(name, fit):
-    """``fit()``, its errors naming the modality whose teacher failed."""
-    try:
-        return fit()
-    except ValueError as error:
-        raise ValueError(f"The per-modality teacher of modality {name!r} could not be fitted: {error}") from error
 
 
 def teacher_log_proba(teachers, arrays, n_classes):
@@ -158,20 +164,6 @@ def _bounded_sample(rows, labels, size, rng):
         take = min(len(members), max(int(np.ceil(size * len(members) / n_rows)), _MIN_CLASS_ROWS))
         kept.append(rng.choice(members, take, replace=False))
     return np.sort(np.concatenate(kept))
-
-
-def _out_of_fold_proba(values, y, weights, seed):
-    """Each row's probabilities from a teacher fitted on the other folds (at most
-    ``MAX_TEACHER_ROWS`` of them, a stratified sample)."""
-    proba = np.zeros((len(y), int(y.max()) + 1))
-    folds = StratifiedKFold(_OUTER_FOLDS, shuffle=True, random_state=seed)
-    for train, test in folds.split(values, y):
-        if len(train) > MAX_TEACHER_ROWS:
-            train = _bounded_sample(train, y[train], MAX_TEACHER_ROWS, np.random.default_rng(seed))
-        fit_params = {} if weights is None else {"calibratedclassifiercv__sample_weight": weights[train]}
-        teacher = teacher_model(seed).fit(values[train], y[train], **fit_params)
-        proba[test] = teacher.predict_proba(values[test])
-    return proba
 
 
 def distillation_loss(logits, passes, X, modality_names, weights=None):

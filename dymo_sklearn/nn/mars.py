@@ -107,13 +107,13 @@ class MARSNetwork(Backbone):
         """(A * B, M) training sub-patterns: one random sub-pattern of what each sample observes
         (A = 1), then with ``single_passes`` each modality alone where observed (A = 1 + M; a
         sample without that modality keeps everything it observes there)."""
-        partials = [random_present_subset(present, self.generator)]
-        if self.single_passes:
-            for index in range(self.n_modalities):
-                alone = torch.zeros_like(present)
-                alone[:, index] = present[:, index]
-                partials.append(torch.where(alone.any(dim=1, keepdim=True), alone, present))
-        return torch.cat(partials)
+        random = random_present_subset(present, self.generator)
+        if not self.single_passes:
+            return random
+        eye = torch.eye(self.n_modalities, dtype=torch.bool, device=present.device)
+        alone = eye[:, None, :] & present[None]  # (M, B, M)
+        alone = torch.where(alone.any(dim=2, keepdim=True), alone, present[None])
+        return torch.cat([random, alone.reshape(-1, self.n_modalities)])
 
     def forward(self, **inputs):
         """Eval: logits of the inference path, then None and a zero. Training: logits of the
