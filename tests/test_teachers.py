@@ -91,18 +91,21 @@ def test_unlabeled_rows_get_no_teacher(image_table_data, monkeypatch):
     X, y = image_table_data
     y = y.copy()
     y[::4] = -1
-    lengths = []
+    lengths, tables = [], []
     original = _classifier.cross_fitted_teachers
 
     def recording(arrays, taught, y_encoded, n_classes, seed, weights=None):
         out = original(arrays, taught, y_encoded, n_classes, seed, weights)
         lengths.append((len(y_encoded), *(len(v) for v in out.values())))
+        tables.append(np.asarray(arrays["table"]))
         return out
 
     monkeypatch.setattr(_classifier, "cross_fitted_teachers", recording)
     tiny_research(max_epochs=1, teacher_weight=1.0).fit(X, y)
     n_labeled = int((y != -1).sum())
     assert lengths == [(n_labeled, n_labeled)]
+    # the rows the teachers learn from are the labeled ones, in the labels' order
+    np.testing.assert_array_equal(tables[0], np.asarray(X["table"])[y != -1])
 
 
 def test_without_vector_modalities_teachers_change_nothing():
