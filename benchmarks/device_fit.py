@@ -1,7 +1,9 @@
 """Fit time of DyMoClassifier on a chosen device, next to the dilemma run's CPU figures.
 
 Issue 11 asks for the Fashion-MNIST set's fit time on 2 cores and on a GPU. The CPU figures are
-the dilemma run's (``benchmarks/results/dilemma_fashion.json``). This benchmark fits the same two models on
+the dilemma run's (``benchmarks/results/dilemma_fashion.json``; for a device run made before single
+passes and teachers became the defaults, whose rows do not record ``single_passes``, the shipped
+model's are those of ``earlier_default.json``). This benchmark fits the same two models on
 the same data and seed on ``--device``: ``DyMoClassifier()`` as shipped (default recoverer) and
 the paper's training (``recovery_aware=False``). It times each fit and each model's ``predict``
 at the highest missing rate, and scores ``none``, ``all`` and ``dymo`` on the same missing test
@@ -30,6 +32,7 @@ from .dilemma import PAPER_TRAINING, SHIPPED, shipped
 
 MODES = ("none", "all", "dymo")
 CPU_RECORDS = (Path("benchmarks/results/dilemma.json"), Path("benchmarks/results/dilemma_fashion.json"))
+EARLIER_DEFAULT = Path("benchmarks/results/earlier_default.json")
 
 
 def _synchronize(device):
@@ -55,7 +58,8 @@ def run_seed(dataset, seed, quick, device="cpu"):
                 predicted = model.predict(X_missing)
                 _synchronize(device)
                 rows.append({"dataset": dataset, "seed": seed, "quick": quick, "device": device, "where": where,
-                             "torch": torch.__version__, "model": label, "fit_s": fit_s,
+                             "torch": torch.__version__, "model": label, "single_passes": model.single_passes,
+                             "fit_s": fit_s,
                              "n_epochs": len(model.net_.history), "rate": rate, "method": mode,
                              "predict_s": time.perf_counter() - start,
                              "accuracy": float(np.mean(predicted == y_test))})
@@ -63,12 +67,17 @@ def run_seed(dataset, seed, quick, device="cpu"):
     return rows
 
 
-def cpu_runs(paths=CPU_RECORDS):
-    """Accuracy records and fit times of the dilemma runs on the CPU (the default recoverer's rows)."""
+def cpu_runs(paths=CPU_RECORDS, earlier_default=False):
+    """Accuracy records and fit times of the dilemma runs on the CPU (the default recoverer's rows);
+    with ``earlier_default``, the shipped model's are those of the defaults before single passes."""
     records, fits = [], []
-    for path in paths:
+    for path in (*paths, EARLIER_DEFAULT) if earlier_default else paths:
         if path.exists():
             run = json.loads(path.read_text())
+            if earlier_default:
+                keep = (lambda row: row["model"] == SHIPPED) if path == EARLIER_DEFAULT else (
+                    lambda row: row["model"] != SHIPPED)
+                run = {key: [row for row in run[key] if keep(row)] for key in ("records", "fits")}
             on_cpu = [row for row in run["records"] if row.get("device", "cpu") == "cpu"]
             records += [row for row in on_cpu if row["recoverer"] == "knn"]
             fits += [row for row in run["fits"]
@@ -83,7 +92,9 @@ def _same_seeds(cpu_rows, seeds):
 
 def report(records, command):
     frame = pd.DataFrame(records)
-    cpu, cpu_fits = cpu_runs() if not frame.quick.any() else (pd.DataFrame(), pd.DataFrame())  # other splits
+    earlier = "single_passes" not in frame  # a run from before single passes became the default
+    cpu, cpu_fits = (cpu_runs(earlier_default=earlier) if not frame.quick.any()
+                     else (pd.DataFrame(), pd.DataFrame()))  # other splits
     where = ", ".join(sorted(frame["where"].unique()))
     lines = ["# DyMoClassifier's fit time on a device", "",
              f"Produced by `{command}` on {where} (torch {', '.join(sorted(frame.torch.unique()))}): "

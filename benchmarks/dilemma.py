@@ -37,7 +37,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from dymo_sklearn import DyMoClassifier
 from dymo_sklearn.datasets import apply_missing
 from dymo_sklearn.experimental import DyMoResearchClassifier
 from dymo_sklearn.recovery import MultimodalVAERecoverer, fit_recoverer
@@ -186,7 +185,7 @@ def _call_args(params):
 
 def _now_default(params):
     """A sentence naming the measured parameters that DyMoClassifier now has as defaults, or ''."""
-    defaults = DyMoClassifier().get_params()
+    defaults = DyMoResearchClassifier().get_params()  # DyMoClassifier's defaults, research options included
     adopted = [f"`{key}={value!r}`" for key, value in (params or {}).items() if defaults.get(key) == value]
     return (f" {', '.join(adopted)} {'is' if len(adopted) == 1 else 'are'} the default now: this run measured "
             "it as a candidate before it became one, so these are the shipped model's figures.") if adopted else ""

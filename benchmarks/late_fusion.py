@@ -140,6 +140,11 @@ def dilemma_record(dataset):
                       "features_fashion": "dilemma_features.json"}.get(dataset, "dilemma.json")
 
 
+# DyMoClassifier's shipped rows from before single passes and teachers became its defaults: the
+# baseline of the experiments that measured them (teachers, late_fusion_choice, device_fit).
+EARLIER_DEFAULT = RESULTS / "earlier_default.json"
+
+
 def _dymo_rows(dataset, path=None):
     """Shipped DyMo (default recoverer) per η from the dilemma record (or ``path``, a run in its
     format), for the same seeds."""

@@ -29,7 +29,7 @@ from sklearn.model_selection import train_test_split
 from dymo_sklearn.datasets import apply_missing
 
 from .common import load_split, subset, write_report
-from .late_fusion import RESULTS, _dymo_rows, candidates, fuse
+from .late_fusion import EARLIER_DEFAULT, RESULTS, _dymo_rows, candidates, fuse
 
 KINDS = ("LogReg", "SVC", "HGB")
 
@@ -73,14 +73,15 @@ def report(run, command):
              "Accuracy (%), mean over the seeds; *validation-chosen*: per seed and η, the kind and fusion rule "
              "with the best held-out accuracy (ties: the first of LogReg, SVC, HGB, mean before product), scored "
              "on the test samples; *test-chosen*: the best mean over the seeds of every classical kind and rule "
-             "on the test samples (the network kind excluded, as here). DyMo: the shipped model of the dilemma "
-             "record and the candidate (single passes + teachers) of `teachers_runs.json`.", ""]
+             "on the test samples (the network kind excluded, as here). DyMo: as shipped before single passes and "
+             "teachers became its defaults (`earlier_default.json`) and the candidate that became them (single "
+             "passes + teachers, `teachers_runs.json`).", ""]
     for dataset, part in rows.groupby("dataset", sort=False):
         seeds = sorted(int(s) for s in part.seed.unique())
         rates = sorted(part.rate.unique())
         mine = test[(test.dataset == dataset) & test.seed.isin(seeds)
                     & test.method.str.split(" ").str[0].isin(KINDS)]
-        shipped = _dymo_rows(dataset)
+        shipped = _dymo_rows(dataset, EARLIER_DEFAULT)
         candidate = _dymo_rows(dataset, RESULTS / "teachers_runs.json")
         lines += [f"## {dataset} (seeds {', '.join(map(str, seeds))})", "",
                   "| | " + " | ".join(f"η = {r:.2f}" for r in rates) + " |", "|---|" + "---|" * len(rates)]
@@ -99,7 +100,7 @@ def report(run, command):
             best_cells.append(f"{100 * means.max():.1f} {means.idxmax()}")
         lines.append("| late fusion, validation-chosen | " + " | ".join(chosen_cells) + " |")
         lines.append("| late fusion, test-chosen | " + " | ".join(best_cells) + " |")
-        for label, frame in (("DyMo, shipped", shipped), ("DyMo, candidate", candidate)):
+        for label, frame in (("DyMo, earlier default", shipped), ("DyMo, candidate", candidate)):
             frame = frame[(frame.method == "dymo") & frame.seed.isin(seeds)]
             if frame.seed.nunique() != len(seeds):
                 continue

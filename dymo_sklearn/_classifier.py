@@ -46,8 +46,11 @@ class DyMoClassifier(MultimodalClassifier):
     Missing modalities (all entries NaN) and missing entries (some NaN) are recovered by
     ``recoverer``; then, per sample, recovered modalities are added one at a time while a
     prototype-based reward says they add task-relevant information (Du et al., ICLR 2026).
-    Training fuses random modality subsets through a masked transformer, with a prototype loss,
-    plus one pass on recoveries made out of fold, so the network learns how far to trust them.
+    Training fuses every modality alone and random larger subsets through a masked transformer,
+    with a prototype loss, plus one pass on recoveries made out of fold, so the network learns how
+    far to trust them. Each table (vector) modality also learns from a teacher: an RBF SVC fitted
+    on that modality alone, whose cross-fitted probabilities the passes fusing only tables are
+    distilled towards, so the network is as good on one table as a tuned classical model.
     The research options (the paper's ablations, its training, reward forms) are parameters of
     :class:`dymo_sklearn.experimental.DyMoResearchClassifier`.
 
@@ -89,9 +92,11 @@ class DyMoClassifier(MultimodalClassifier):
     d_model, n_heads, n_layers, projection_dim, dropout : network size
         Token width, attention heads, transformer blocks, width of the prototype space, dropout.
     n_subsets : int or "auto", default="auto"
-        Distinct random modality subsets fused per training batch, at most 2^M - 1 for M
-        modalities (a larger value is capped, with a warning); "auto" is min(8, 2^M - 1). More
-        subsets train each missing pattern more often, at a higher cost per epoch.
+        Distinct random subsets of two or more modalities fused per training batch, beside the
+        M modalities each fused alone; at most 2^M - 1 - M (a larger value is capped, with a
+        warning). "auto" makes 8 passes in all where the subsets allow: max(8 - M, 1) random
+        subsets, capped. More subsets train each missing pattern more often, at a higher cost
+        per epoch. Beyond 20 modalities every pass is a random subset.
     max_epochs, batch_size, lr, weight_decay : training (AdamW)
     early_stopping : bool or "auto", default="auto"
         Hold out a stratified ``validation_fraction`` and stop after ``patience`` epochs without
@@ -162,8 +167,8 @@ class DyMoClassifier(MultimodalClassifier):
     aux_warmup = 2
     entry_dropout = 0.2
     max_subsets = 256
-    single_passes = False
-    teacher_weight = 0.0
+    single_passes = True
+    teacher_weight = 1.0
     teacher_fusion = False
 
     def __init__(

@@ -61,12 +61,12 @@ class DyMoResearchClassifier(DyMoClassifier):
         entries.
     max_subsets : int, default=256
         Most subsets whose prototypes and ICS statistics are fitted (all 2^M - 1 when they fit).
-    single_passes : bool, default=False
+    single_passes : bool, default=True
         True fuses every single modality in each training batch, beside ``n_subsets`` random
         subsets of two or more (capped at the 2^M - 1 - M there are); "auto" then makes 8
-        passes in all where the subsets allow, max(8 - M, 1) larger ones. The candidate default
-        of ``benchmarks/single_passes.py``.
-    teacher_weight : float, default=0.0
+        passes in all where the subsets allow, max(8 - M, 1) larger ones. False is the paper's
+        training: ``n_subsets`` random non-empty subsets ("auto": min(8, 2^M - 1)).
+    teacher_weight : float, default=1.0
         Weight of the per-modality teachers' distillation term; 0 trains without teachers.
         Each vector modality gets an RBF SVC (C = 10, standardised, Platt-scaled) whose
         probabilities on the labeled training rows are cross-fitted (5 folds); every training
@@ -101,7 +101,7 @@ class DyMoResearchClassifier(DyMoClassifier):
     def __init__(self, recoverer=None, *, selection="dymo", reward="log", distance="cosine", temperature=0.1,
                  acceptance_threshold=0.0, recovery_aware=True, encoders=None, column_groups=None, standardize=True,
                  d_model=64, n_heads=4, n_layers=2, projection_dim=32, dropout=0.1, n_subsets="auto", aux_weight=1.0,
-                 aux_warmup=2, entry_dropout=0.2, max_subsets=256, single_passes=False, teacher_weight=0.0,
+                 aux_warmup=2, entry_dropout=0.2, max_subsets=256, single_passes=True, teacher_weight=1.0,
                  teacher_fusion=False, max_epochs=100,
                  batch_size=128, lr=1e-3, weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1, patience=10,
                  predict_batch_size=1024, device="auto", class_weight=None, random_state=None, verbose=0):

@@ -9,7 +9,7 @@ from dymo_sklearn import _classifier
 from dymo_sklearn._teachers import TEACHER, cross_fitted_teachers, distillation_loss
 from dymo_sklearn.datasets import make_multiview_digits
 
-from helpers import tiny_research
+from helpers import tiny_classifier, tiny_research
 
 
 def test_teacher_probabilities_are_out_of_fold():
@@ -66,10 +66,8 @@ def test_distillation_targets_are_the_product_of_the_passes_teachers():
     assert distillation_loss(logits, passes, X, names).item() > 0.01
 
 
-def test_only_vector_modalities_are_taught(image_table_data, monkeypatch):
-    """Catches an image modality taught by a vector SVC, teachers computed when the weight is 0,
-    or a fit that never reaches the distillation term."""
-    X, y = image_table_data
+def _record_taught(monkeypatch):
+    """The teacher entries of every batch that reaches the distillation term, as the fit runs."""
     seen = []
     original = _classifier.distillation_loss
 
@@ -78,11 +76,31 @@ def test_only_vector_modalities_are_taught(image_table_data, monkeypatch):
         return original(logits, passes, batch, names, weights)
 
     monkeypatch.setattr(_classifier, "distillation_loss", recording)
+    return seen
+
+
+def test_only_vector_modalities_are_taught(image_table_data, monkeypatch):
+    """Catches an image modality taught by a vector SVC, teachers computed when the weight is 0,
+    or a fit that never reaches the distillation term."""
+    X, y = image_table_data
+    seen = _record_taught(monkeypatch)
     tiny_research(max_epochs=1, teacher_weight=0.0).fit(X, y)
     assert seen == []
     model = tiny_research(max_epochs=1, teacher_weight=1.0).fit(X, y)
     assert seen and all(keys == [f"{TEACHER}table"] for keys in seen)
     assert np.isfinite(model.net_.history[-1, "train_loss"])
+
+
+def test_the_shipped_model_is_taught_and_the_research_defaults_match_it(image_table_data, monkeypatch):
+    """Catches a DyMoClassifier that lost the benchmarked training (teachers on its tables, every
+    modality fused alone), or research defaults that drifted from what it does."""
+    X, y = image_table_data
+    seen = _record_taught(monkeypatch)
+    shipped = tiny_classifier(max_epochs=2).fit(X, y)
+    assert seen and all(keys == [f"{TEACHER}table"] for keys in seen)
+    assert shipped.net_.module_.single_passes
+    research = tiny_research(max_epochs=2).fit(X, y)
+    np.testing.assert_array_equal(shipped.predict_proba(X), research.predict_proba(X))
 
 
 def test_unlabeled_rows_get_no_teacher(image_table_data, monkeypatch):

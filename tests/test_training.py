@@ -233,7 +233,9 @@ def test_training_forward_fuses_the_sampled_subsets(local_rng, monkeypatch):
 
 # --------------------------------------------------------------------------- prototype loss
 def _record_training(monkeypatch):
-    """Record, for every training batch: epoch, z, labels, the loss and whether the aux term ran."""
+    """Record, for every training batch: epoch, z, labels, the loss and whether the aux term ran.
+    Tests of the loss's terms fit with ``teacher_weight=0.0``: the image-and-table data's table
+    has a teacher, whose distillation term the loss would otherwise add."""
     records, aux_calls = [], []
     original_log_p = _classifier.prototype_log_probabilities
     original_get_loss = _classifier.SubsetSamplingNet.get_loss
@@ -266,7 +268,7 @@ def test_prototype_loss_starts_after_warmup(image_table_data, monkeypatch, warmu
     """Catches an off-by-one start of the prototype term, or one that never starts or stops again."""
     X, y = image_table_data
     records = _record_training(monkeypatch)
-    tiny_research(max_epochs=5, aux_warmup=warmup).fit(X, y)
+    tiny_research(max_epochs=5, aux_warmup=warmup, teacher_weight=0.0).fit(X, y)
     first = max(warmup, 1) + 1
     by_epoch = {}
     for record in records:
@@ -286,7 +288,7 @@ def test_no_prototype_loss_with_zero_weight(image_table_data, monkeypatch):
     """Catches a prototype term that is added although aux_weight=0."""
     X, y = image_table_data
     records = _record_training(monkeypatch)
-    tiny_research(max_epochs=3, aux_warmup=0, aux_weight=0.0).fit(X, y)
+    tiny_research(max_epochs=3, aux_warmup=0, aux_weight=0.0, teacher_weight=0.0).fit(X, y)
     assert records and all(not r["aux"] and r["loss"] == pytest.approx(r["cross_entropy"], abs=1e-6) for r in records)
 
 
@@ -328,7 +330,7 @@ def test_prototype_loss_value(image_table_data, monkeypatch):
     X, y = image_table_data
     records = _record_training(monkeypatch)
     weight, temperature = 0.5, 0.2
-    tiny_research(max_epochs=2, aux_warmup=0, aux_weight=weight, temperature=temperature).fit(X, y)
+    tiny_research(max_epochs=2, aux_warmup=0, aux_weight=weight, temperature=temperature, teacher_weight=0.0).fit(X, y)
     checked = 0
     for record in records:
         if not record["aux"]:
@@ -489,16 +491,19 @@ def test_early_stopping_names_the_restored_epoch(capsys):
 
 
 def test_n_subsets_above_the_number_of_subsets_warns(image_table_data):
-    """Catches a grid over n_subsets that silently does nothing: with 2 modalities only 3
-    subsets exist, so 5 is capped, and says so; "auto" is min(8, 3) without a word."""
+    """Catches a grid over n_subsets that silently does nothing: with 2 modalities and the single
+    passes only 1 subset of two or more exists, so 5 is capped, and says so; "auto" is capped
+    without a word. The paper's training draws from the 3 non-empty subsets."""
     X, y = image_table_data
-    with pytest.warns(UserWarning, match="n_subsets=5 exceeds the 3 non-empty subsets of 2 modalities"):
-        tiny_classifier(n_subsets=5, max_epochs=1).fit(X, y)
+    with pytest.warns(UserWarning, match="n_subsets=5 exceeds the 1 subsets of two or more of 2 modalities"):
+        model = tiny_classifier(n_subsets=5, max_epochs=1).fit(X, y)
+    assert model.net_.module_.single_passes
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message="n_subsets")
-        model = tiny_classifier(max_epochs=1).fit(X, y)
-        assert model.net_.module_.n_subsets == 3
-        assert tiny_classifier(n_subsets=2, max_epochs=1).fit(X, y).net_.module_.n_subsets == 2
-    with pytest.warns(UserWarning, match="n_subsets=2 exceeds the 1 subsets of two or more of 2 modalities"):
-        model = tiny_research(n_subsets=2, max_epochs=1, single_passes=True).fit(X, y)
-    assert model.net_.module_.single_passes
+        assert tiny_classifier(max_epochs=1).fit(X, y).net_.module_.n_subsets == 1
+        paper = dict(max_epochs=1, single_passes=False)
+        assert tiny_research(**paper).fit(X, y).net_.module_.n_subsets == 3
+        assert tiny_research(n_subsets=2, **paper).fit(X, y).net_.module_.n_subsets == 2
+    with pytest.warns(UserWarning, match="n_subsets=5 exceeds the 3 non-empty subsets of 2 modalities"):
+        model = tiny_research(n_subsets=5, **paper).fit(X, y)
+    assert not model.net_.module_.single_passes

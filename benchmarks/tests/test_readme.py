@@ -6,6 +6,7 @@ displayed figure must equal the record's, rounded the same way.
 
 import re
 
+import numpy as np
 import pytest
 
 from ._records import ROOT, best_late_fusion, best_peer, load, mean_accuracy, shipped_fit_seconds, table, top_rate
@@ -73,6 +74,19 @@ def test_readme_fit_times_match_the_records():
     rows = [row for row in load("device_fit_fashion.json") if row["model"] == "shipped"]
     assert gpu and {round(row["fit_s"]) for row in rows} == {int(gpu.group(1))}, gpu
     assert {row["where"] for row in rows} == {gpu.group(2)}
+
+
+def test_readme_fit_time_ratios_match_the_side_by_side_record():
+    """The range of the defaults' fit time against the earlier defaults' is the record's."""
+    section = README[README.index("**Threads and fit time.**"):README.index("## An image and a table")]
+    low, high = re.search(r"take\s+(\d+\.\d)× to\s+(\d+\.\d)×", section).groups()
+    rows = load("default_cost.json")
+    ratios = []
+    for dataset in {row["dataset"] for row in rows}:
+        fit = {model: np.mean([row["fit_s"] for row in rows if (row["dataset"], row["model"]) == (dataset, model)])
+               for model in ("shipped", "earlier default")}
+        ratios.append(fit["shipped"] / fit["earlier default"])
+    assert (low, high) == (f"{min(ratios):.1f}", f"{max(ratios):.1f}"), ratios
 
 
 def test_readme_is_short_and_keeps_its_two_commands():
