@@ -160,6 +160,12 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         X = encode_categories(X, getattr(self, "categories_", {}))
         return validate_modalities(X, reference_shapes=None if reset else self.modality_shapes_)
 
+    def _taught_modalities(self):
+        """The vector modalities: those a per-modality teacher (an SVC) can learn from."""
+        specs = self._encoder_specs(self.modalities_)
+        return [name for name, spec in zip(self.modalities_, specs)
+                if encoder_kind(spec, self.modality_shapes_[name]) == "vector"]
+
     def _encoder_specs(self, names):
         specs = dict(self.encoders or {})
         unknown = sorted(set(specs) - set(names))

@@ -31,7 +31,6 @@ from ._teachers import TEACHER, cross_fitted_teachers, distillation_loss, fit_te
 from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
 from .nn.distances import prototype_log_probabilities
 from .nn.dymo import HIDDEN, MAX_ENUMERATED_MODALITIES, RECOVERED, DyMoNetwork
-from .nn.encoders import encoder_kind
 from .recovery import KNNRecoverer, fit_recoverer, recover
 from .recovery._cross_fit import cross_fitted_recoveries
 
@@ -284,12 +283,6 @@ class DyMoClassifier(MultimodalClassifier):
                                                     np.random.default_rng(seed), rows=labeled)
         return {**train, **{f"{HIDDEN}{name}": array for name, array in hidden.items()},
                 **{f"{RECOVERED}{name}": array for name, array in recovered.items()}}
-
-    def _taught_modalities(self):
-        """The vector modalities: those a per-modality teacher (an SVC) can learn from."""
-        specs = self._encoder_specs(self.modalities_)
-        return [name for name, spec in zip(self.modalities_, specs)
-                if encoder_kind(spec, self.modality_shapes_[name]) == "vector"]
 
     def _output_logits(self, logits, arrays):
         # Teacher fusion: late fusion of the observed vector modalities' teachers, by product.

@@ -20,13 +20,16 @@ from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, check_fin
 from ._devices import to_device
 from ._input import observed_modalities
 from ._random import device_generator, random_present_subset
+from ._teachers import TEACHER, cross_fitted_teachers, distillation_loss
 from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
 from .nn.mars import MARSNetwork, top_k_sets
 
 
 class _MARSNet(SubPatternValidation, SeededNet):
-    """Loss = CE(full) + CE(partial, routed) + weighted imitation and load-balancing terms; the
-    two cross-entropies weigh each sample by its weight when the batch carries ``SAMPLE_WEIGHT``.
+    """Loss = CE(full) + CE(partial, routed) + weighted imitation and load-balancing terms
+    + ``teacher_weight`` * the distillation term of :func:`~dymo_sklearn._teachers.distillation_loss`
+    over the full and routed passes when the batch carries teachers; the cross-entropies and the
+    distillation weigh each sample by its weight when the batch carries ``SAMPLE_WEIGHT``.
 
     The validation loss is the cross-entropy of the inference path (feature router only), the
     mean of two passes: everything the sample observes, and a random sub-pattern of it. Early
@@ -35,9 +38,10 @@ class _MARSNet(SubPatternValidation, SeededNet):
 
     epoch_scores = (("valid_acc", False, False), ("valid_acc_subsets", False, False), ("valid_loss_subsets", True, False))
 
-    def __init__(self, *args, weights=None, **kwargs):
+    def __init__(self, *args, weights=None, teacher_weight=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.weights = weights or {}
+        self.teacher_weight = teacher_weight
 
     def validation_outputs(self, module, tokens, present, subsets, labels, inputs):
         batch_size = len(labels)
@@ -48,7 +52,7 @@ class _MARSNet(SubPatternValidation, SeededNet):
         return loss, observed, observed, sub_pattern
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        full_logits, partial_logits, auxiliary = y_pred
+        full_logits, partial_logits, auxiliary = y_pred[:3]
         y_true = y_true.to(full_logits.device).long()
         sample_weights = batch_weights(X, full_logits.device)
         loss = weighted_loss(F.cross_entropy, full_logits, y_true, sample_weights)
@@ -56,7 +60,13 @@ class _MARSNet(SubPatternValidation, SeededNet):
             return loss
         n_passes = partial_logits.shape[0] // len(y_true)
         loss = loss + weighted_loss(F.cross_entropy, partial_logits, y_true.repeat(n_passes), sample_weights)
-        return loss + sum(self.weights[name] * value for name, value in auxiliary.items())
+        loss = loss + sum(self.weights[name] * value for name, value in auxiliary.items())
+        if self.teacher_weight > 0 and len(y_pred) > 3:
+            logits = torch.cat([full_logits[None], partial_logits.view(n_passes, *full_logits.shape)])
+            distillation = distillation_loss(logits, y_pred[3], X, self.module_.modality_names, sample_weights)
+            if distillation is not None:
+                loss = loss + self.teacher_weight * distillation
+        return loss
 
 
 class MARSClassifier(MultimodalClassifier):
@@ -67,8 +77,11 @@ class MARSClassifier(MultimodalClassifier):
     to the top-k experts; a feature router, which sees only the partial representation, learns
     to imitate it and alone routes at prediction time. The patterns of each training batch are
     one random sub-pattern of what each sample observes and every observed modality alone, the
-    pattern a sample with one modality brings at prediction (the paper's training, the random
-    sub-pattern only, is ``MARSResearchClassifier(single_passes=False)``).
+    pattern a sample with one modality brings at prediction. Each table (vector) modality is
+    also taught by an RBF SVC fitted on it alone and cross-fitted inside ``fit``: the passes that
+    fuse only tables are distilled towards the product of their teachers, as in DyMo. The
+    paper's training, the random sub-pattern only and no teachers, is
+    ``MARSResearchClassifier(single_passes=False, teacher_weight=0.0)``.
 
     Rows labelled -1 in ``fit`` are unlabeled (``sklearn.semi_supervised``'s convention). MARS
     recovers nothing and every part of it learns from labels, so they only enter the input
@@ -128,6 +141,7 @@ class MARSClassifier(MultimodalClassifier):
     load_balance_weight = 0.01
     single_passes = True
     entry_dropout = 0.0
+    teacher_weight = 1.0
 
     def __init__(self, *, n_experts=4, top_k=2, expert_hidden=128, encoders=None, column_groups=None,
                  standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50, batch_size=128,
@@ -156,6 +170,15 @@ class MARSClassifier(MultimodalClassifier):
         self.random_state = random_state
         self.verbose = verbose
 
+    _reserved_prefixes = (TEACHER,)
+
+    def _prepare_fit(self, arrays, seed, labeled=None, y_encoded=None, weights=None):
+        train = super()._prepare_fit(arrays, seed, labeled, y_encoded, weights)
+        if self.teacher_weight > 0:
+            train = {**train, **cross_fitted_teachers(train, self._taught_modalities(), y_encoded,
+                                                      len(self.classes_), seed, weights)}
+        return train
+
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "n_experts": self.n_experts, "top_k": self.top_k,
                          "expert_hidden": self.expert_hidden, "noise": self.noise,
@@ -163,7 +186,7 @@ class MARSClassifier(MultimodalClassifier):
                          "single_passes": bool(self.single_passes), "entry_dropout": float(self.entry_dropout)}
         weights = {"distillation": self.distillation_weight, "load_balance": self.load_balance_weight}
         return build_net(_MARSNet, MARSNetwork, module_kwargs, weights=weights,
-                         **self._training_kwargs(train_split, device, seed))
+                         teacher_weight=float(self.teacher_weight), **self._training_kwargs(train_split, device, seed))
 
     def _prediction_context(self, module, device, sub_patterns=None):
         return device, sub_patterns

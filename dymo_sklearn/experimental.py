@@ -152,6 +152,11 @@ class MARSResearchClassifier(MARSClassifier):
     entry_dropout : float, default=0.0
         In training each sample hides a random fraction U(0, entry_dropout) of its observed
         entries, as DyMo's training does (0.2 there).
+    teacher_weight : float, default=1.0
+        Weight of the per-modality teachers' distillation term, as in DyMo: each vector modality
+        gets a cross-fitted RBF SVC, and the full and routed training passes that fuse only
+        taught modalities are distilled towards the product of their teachers. 0 trains without
+        teachers (the paper's training also has none).
     """
 
     _parameter_constraints = {
@@ -163,11 +168,12 @@ class MARSResearchClassifier(MARSClassifier):
         "load_balance_weight": [Interval(Real, 0, None, closed="left")],
         "single_passes": ["boolean"],
         "entry_dropout": [Interval(Real, 0, 1, closed="left")],
+        "teacher_weight": [Interval(Real, 0, None, closed="left")],
     }
 
     def __init__(self, *, n_experts=4, top_k=2, residual_router=True, noise=True, noise_scale=5.0,
                  distillation_weight=1.0, load_balance_weight=0.01, single_passes=True, entry_dropout=0.0,
-                 expert_hidden=128, encoders=None,
+                 teacher_weight=1.0, expert_hidden=128, encoders=None,
                  column_groups=None, standardize=True, d_model=64, n_heads=4, n_layers=2, dropout=0.1, max_epochs=50,
                  batch_size=128, lr=1e-3, weight_decay=1e-4, early_stopping="auto", validation_fraction=0.1,
                  patience=10, predict_batch_size=1024, device="auto", class_weight=None, random_state=None,
@@ -186,6 +192,7 @@ class MARSResearchClassifier(MARSClassifier):
         self.load_balance_weight = load_balance_weight
         self.single_passes = single_passes
         self.entry_dropout = entry_dropout
+        self.teacher_weight = teacher_weight
 
 
 def selection_outputs(model, X, outputs=("logits",), *, recovered=None, selection=None, thresholds=None):

@@ -123,7 +123,8 @@ def _training_step(clf, X, y, seed=0, **attributes):
         setattr(module, name, value)
     attach_generator(module, torch.Generator().manual_seed(seed))
     try:
-        outputs = module(**{name: torch.as_tensor(X[name][:64]) for name in clf.modalities_})
+        # The paper's terms: the teachers' term needs the batch's teacher entries (tested apart).
+        outputs = module(**{name: torch.as_tensor(X[name][:64]) for name in clf.modalities_})[:3]
         loss = clf.net_.get_loss(outputs, torch.as_tensor(y[:64]))
         module.zero_grad(set_to_none=True)
         loss.backward()
@@ -365,8 +366,11 @@ def test_single_passes_and_entry_dropout_train_every_pass(image_table_data):
     encoded = []
     original = module.encode
     module.encode = lambda inputs: encoded.append(inputs) or original(inputs)
-    full, partial, _ = module(**batch)
+    full, partial, _, passes = module(**batch)
     assert full.shape == (64, 10) and partial.shape == (3 * 64, 10)  # the random pass + 2 modalities alone
+    present = torch.stack([~torch.isnan(encoded[0][name]).flatten(1).all(1) for name in clf.modalities_], 1)
+    assert passes.shape == (4, 64, 2) and torch.equal(passes[0], present)  # the full pass, then the routed ones
+    assert not (passes[1:] & ~present).any()
     observed = sum(int((~torch.isnan(batch[name])).sum()) for name in clf.modalities_)
     kept = sum(int((~torch.isnan(encoded[0][name])).sum()) for name in clf.modalities_)
     assert kept < 0.9 * observed  # U(0, 0.5) of the entries hidden: a quarter on average
@@ -388,3 +392,39 @@ def test_entry_dropout_that_empties_a_sample_trains():
     X["two"][::2] = np.nan  # half the samples observe one entry in all
     clf = tiny_research_mars(entry_dropout=0.9, single_passes=True, max_epochs=3).fit(X, y)
     assert np.isfinite(clf.predict_proba(X)).all()
+
+
+def test_teachers_distil_the_full_and_routed_passes_of_tables(image_table_data, monkeypatch):
+    """Catches MARS teachers that never reach the loss (the shipped model has them), teach the
+    image, leave out the full pass or a routed one, or run when the weight is 0."""
+    from dymo_sklearn import _mars
+    from dymo_sklearn._teachers import TEACHER
+
+    X, y = image_table_data
+    seen = []
+    original = _mars.distillation_loss
+
+    def recording(logits, passes, batch, names, weights=None):
+        seen.append((sorted(key for key in batch if key.startswith(TEACHER)), logits.shape, passes.shape))
+        return original(logits, passes, batch, names, weights)
+
+    monkeypatch.setattr(_mars, "distillation_loss", recording)
+    tiny_research_mars(max_epochs=1, teacher_weight=0.0).fit(X, y)
+    assert seen == []
+    clf = tiny_mars(max_epochs=1).fit(X, y)  # the shipped model: teachers on by default
+    assert seen and all(keys == [f"{TEACHER}table"] for keys, _, _ in seen)
+    # everything observed, the random sub-pattern and each of the 2 modalities alone
+    assert all(logits[:2] == passes[:2] and logits[0] == 4 and logits[2] == 10 for _, logits, passes in seen)
+    assert np.isfinite(clf.net_.history[-1, "train_loss"])
+
+
+
+def test_without_vector_modalities_mars_teachers_change_nothing():
+    """Catches MARS teachers that alter training (e.g. consume random draws) where nothing is
+    taught: on images alone a fit with teachers is the fit without them."""
+    from dymo_sklearn.datasets import make_multiview_digits
+
+    views, y = make_multiview_digits(2, n_samples=200, random_state=0)
+    with_teachers = tiny_research_mars(max_epochs=2, teacher_weight=1.0).fit(views, y)
+    without = tiny_research_mars(max_epochs=2, teacher_weight=0.0).fit(views, y)
+    np.testing.assert_array_equal(with_teachers.predict_proba(views), without.predict_proba(views))

@@ -22,7 +22,7 @@ def _render(name):
         threads = 2 if name == "dilemma_fashion" else 1
         return dilemma.report(run["records"], dilemma._first_fits([run]), ["--report-from", f"{name}.json"],
                               threads, dilemma._run_params([run]))
-    module = {"specialists": specialists, "specialists_fashion": specialists, "mars": mars, "mars_passes": mars,
+    module = {"specialists": specialists, "specialists_fashion": specialists, "mars": mars, "mars_passes": mars, "mars_teachers": mars,
               "device_fit_fashion": device_fit, "training_length": training_length, "n_subsets": training_length,
               "standardize": standardize, "sequences": sequences, "late_fusion": late_fusion,
               "single_passes": single_passes, "candidate": single_passes, "candidate_fusion": single_passes, "teachers": teachers,
@@ -33,7 +33,7 @@ def _render(name):
 PAGES = ("dilemma", "dilemma_fashion", "dilemma_features", "specialists", "specialists_fashion", "mars",
          "device_fit_fashion", "training_length", "n_subsets", "standardize", "sequences", "late_fusion",
          "single_passes", "candidate", "teachers", "late_fusion_choice", "mars_passes",
-         "candidate_fusion", "default_cost")
+         "candidate_fusion", "default_cost", "mars_teachers")
 
 
 @pytest.mark.parametrize("name", PAGES)

@@ -117,7 +117,8 @@ class MARSNetwork(Backbone):
 
     def forward(self, **inputs):
         """Eval: logits of the inference path, then None and a zero. Training: logits of the
-        full-input head (B, K), of the routed sub-patterns (A * B, K), and the auxiliary terms."""
+        full-input head (B, K), of the routed sub-patterns (A * B, K), the auxiliary terms, and the
+        modalities each pass fused, (1 + A, B, M): everything observed, then the sub-patterns."""
         if self.training and self.entry_dropout > 0:
             inputs = self.drop_entries(inputs, self.entry_dropout)
         tokens, present = self.encode(inputs)
@@ -142,4 +143,5 @@ class MARSNetwork(Backbone):
             # importance (gate mass) and a smooth load estimate (mean routing probability) per expert
             "load_balance": squared_variation(gates.sum(0)) + squared_variation(torch.softmax(routing_logits, 1).mean(0)),
         }
-        return full_logits, partial_logits, auxiliary
+        passes = torch.cat([present, partial]).view(-1, *present.shape)
+        return full_logits, partial_logits, auxiliary, passes
