@@ -29,10 +29,10 @@ from dymo_sklearn.datasets import apply_missing
 
 from .common import benchmark_main, load_split
 from .dilemma import PAPER_TRAINING, SHIPPED, shipped
+from .late_fusion import EARLIER_DEFAULT
 
 MODES = ("none", "all", "dymo")
 CPU_RECORDS = (Path("benchmarks/results/dilemma.json"), Path("benchmarks/results/dilemma_fashion.json"))
-EARLIER_DEFAULT = Path("benchmarks/results/earlier_default.json")
 
 
 def _synchronize(device):
@@ -70,18 +70,16 @@ def run_seed(dataset, seed, quick, device="cpu"):
 def cpu_runs(paths=CPU_RECORDS, earlier_default=False):
     """Accuracy records and fit times of the dilemma runs on the CPU (the default recoverer's rows);
     with ``earlier_default``, the shipped model's are those of the defaults before single passes."""
+    runs = [json.loads(path.read_text()) for path in paths if path.exists()]
+    if earlier_default:  # the earlier default's shipped rows in place of the records' own
+        runs = [{key: [row for row in run[key] if row["model"] != SHIPPED] for key in ("records", "fits")}
+                for run in runs] + [json.loads(EARLIER_DEFAULT.read_text())]
     records, fits = [], []
-    for path in (*paths, EARLIER_DEFAULT) if earlier_default else paths:
-        if path.exists():
-            run = json.loads(path.read_text())
-            if earlier_default:
-                keep = (lambda row: row["model"] == SHIPPED) if path == EARLIER_DEFAULT else (
-                    lambda row: row["model"] != SHIPPED)
-                run = {key: [row for row in run[key] if keep(row)] for key in ("records", "fits")}
-            on_cpu = [row for row in run["records"] if row.get("device", "cpu") == "cpu"]
-            records += [row for row in on_cpu if row["recoverer"] == "knn"]
-            fits += [row for row in run["fits"]
-                     if row["recoverer"] in ("knn", "default (knn)") and row.get("device", "cpu") == "cpu"]
+    for run in runs:
+        on_cpu = [row for row in run["records"] if row.get("device", "cpu") == "cpu"]
+        records += [row for row in on_cpu if row["recoverer"] == "knn"]
+        fits += [row for row in run["fits"]
+                 if row["recoverer"] in ("knn", "default (knn)") and row.get("device", "cpu") == "cpu"]
     return pd.DataFrame(records), pd.DataFrame(fits)
 
 

@@ -42,6 +42,7 @@ from ._input import (
 )
 from ._prototypes import MAX_MODALITIES
 from ._random import fit_seed
+from ._teachers import cross_fitted_teachers
 from ._training import SAMPLE_WEIGHT, is_terminal
 from .nn.encoders import encoder_kind
 from .nn.standardize import input_statistics
@@ -109,6 +110,7 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
     _saved_arrays = ()
     _saved_estimator = None
     _reserved_prefixes = ()
+    teacher_weight = 0.0  # weight of the per-modality teachers' distillation; subclasses that have it set it
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -165,6 +167,14 @@ class MultimodalClassifier(ClassifierMixin, BaseEstimator):
         specs = self._encoder_specs(self.modalities_)
         return [name for name, spec in zip(self.modalities_, specs)
                 if encoder_kind(spec, self.modality_shapes_[name]) == "vector"]
+
+    def _with_teacher_targets(self, train, y_encoded, seed, weights=None):
+        """``train`` plus the cross-fitted teachers' log-probabilities (``teacher:<name>``) of its
+        vector modalities, which the network distils from when ``teacher_weight`` is positive."""
+        if self.teacher_weight <= 0:
+            return train
+        return {**train, **cross_fitted_teachers(train, self._taught_modalities(), y_encoded, len(self.classes_),
+                                                 seed, weights)}
 
     def _encoder_specs(self, names):
         specs = dict(self.encoders or {})

@@ -27,7 +27,7 @@ from ._prototypes import (
     warn_about_small_classes,
 )
 from ._selection import CandidateFusion, select
-from ._teachers import TEACHER, cross_fitted_teachers, distillation_loss, fit_teachers, teacher_log_proba
+from ._teachers import TEACHER, distillation_loss, fit_teachers, teacher_log_proba
 from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
 from .nn.distances import prototype_log_probabilities
 from .nn.dymo import HIDDEN, MAX_ENUMERATED_MODALITIES, RECOVERED, DyMoNetwork
@@ -272,11 +272,9 @@ class DyMoClassifier(MultimodalClassifier):
         # The recoverer learns from every row, labeled or not; the network from the labeled ones.
         self.recoverer_ = fit_recoverer(self._recoverer(), arrays)
         train = super()._prepare_fit(arrays, seed, labeled, y_encoded, weights)
-        taught = self._taught_modalities()
-        self.teachers_ = (fit_teachers(train, taught, y_encoded, len(self.classes_), seed, weights)
+        self.teachers_ = (fit_teachers(train, self._taught_modalities(), y_encoded, len(self.classes_), seed, weights)
                           if self.teacher_fusion else {})
-        if self.teacher_weight > 0:
-            train = {**train, **cross_fitted_teachers(train, taught, y_encoded, len(self.classes_), seed, weights)}
+        train = self._with_teacher_targets(train, y_encoded, seed, weights)
         if not self.recovery_aware:
             return train
         hidden, recovered = cross_fitted_recoveries(self._recoverer(), arrays, _RECOVERY_FOLDS,

@@ -20,7 +20,7 @@ from ._base import SHARED_PARAMETER_CONSTRAINTS, MultimodalClassifier, check_fin
 from ._devices import to_device
 from ._input import observed_modalities
 from ._random import device_generator, random_present_subset
-from ._teachers import TEACHER, cross_fitted_teachers, distillation_loss
+from ._teachers import TEACHER, distillation_loss
 from ._training import SeededNet, SubPatternValidation, batch_weights, build_net, weighted_loss
 from .nn.mars import MARSNetwork, top_k_sets
 
@@ -174,10 +174,7 @@ class MARSClassifier(MultimodalClassifier):
 
     def _prepare_fit(self, arrays, seed, labeled=None, y_encoded=None, weights=None):
         train = super()._prepare_fit(arrays, seed, labeled, y_encoded, weights)
-        if self.teacher_weight > 0:
-            train = {**train, **cross_fitted_teachers(train, self._taught_modalities(), y_encoded,
-                                                      len(self.classes_), seed, weights)}
-        return train
+        return self._with_teacher_targets(train, y_encoded, seed, weights)
 
     def _build_net(self, specs, train_split, device, seed, input_scaling=None):
         module_kwargs = {**self._module_kwargs(specs, input_scaling), "n_experts": self.n_experts, "top_k": self.top_k,

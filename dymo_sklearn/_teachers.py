@@ -75,7 +75,7 @@ def cross_fitted_teachers(arrays, taught, y_encoded, n_classes, seed, weights=No
     if counts.min() < _MIN_CLASS_ROWS:
         warnings.warn(f"A class has {counts.min()} labeled rows of positive weight; per-modality teachers need "
                       f"at least {_MIN_CLASS_ROWS} of each class to be cross-fitted: training without them.",
-                      UserWarning, stacklevel=5)
+                      UserWarning, stacklevel=6)
         return {}
     teachers = {}
     for name in taught:
@@ -83,7 +83,7 @@ def cross_fitted_teachers(arrays, taught, y_encoded, n_classes, seed, weights=No
         rows = _teaching_rows(flat, weights)
         if _class_rows(y_encoded[rows], None, n_classes).min() < _MIN_CLASS_ROWS:
             warnings.warn(f"Modality {name!r} is observed in fewer than {_MIN_CLASS_ROWS} labeled rows of some "
-                          "class: it gets no teacher.", UserWarning, stacklevel=5)
+                          "class: it gets no teacher.", UserWarning, stacklevel=6)
             continue
         proba = np.zeros((len(rows), n_classes))
         for train, test in StratifiedKFold(_OUTER_FOLDS, shuffle=True, random_state=seed).split(rows, y_encoded[rows]):
@@ -113,7 +113,7 @@ def fit_teachers(arrays, taught, y_encoded, n_classes, seed, weights=None):
         if counts.min() < _MIN_CLASS_ROWS:
             warnings.warn(f"A class has {counts.min()} labeled rows of positive weight observing modality "
                           f"{name!r}; teacher fusion needs at least {_MIN_CLASS_ROWS}: predicting without the "
-                          "teachers.", UserWarning, stacklevel=5)
+                          "teachers.", UserWarning, stacklevel=6)
             return {}
         teachers[name] = _fit_teacher(name, flat, y_encoded, weights, rows, seed)
     return teachers

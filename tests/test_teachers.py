@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dymo_sklearn import _classifier
+from dymo_sklearn import _base, _classifier
 from dymo_sklearn._teachers import TEACHER, cross_fitted_teachers, distillation_loss
 from dymo_sklearn.datasets import make_multiview_digits
 
@@ -110,7 +110,7 @@ def test_unlabeled_rows_get_no_teacher(image_table_data, monkeypatch):
     y = y.copy()
     y[::4] = -1
     lengths, tables = [], []
-    original = _classifier.cross_fitted_teachers
+    original = _base.cross_fitted_teachers
 
     def recording(arrays, taught, y_encoded, n_classes, seed, weights=None):
         out = original(arrays, taught, y_encoded, n_classes, seed, weights)
@@ -118,7 +118,7 @@ def test_unlabeled_rows_get_no_teacher(image_table_data, monkeypatch):
         tables.append(np.asarray(arrays["table"]))
         return out
 
-    monkeypatch.setattr(_classifier, "cross_fitted_teachers", recording)
+    monkeypatch.setattr(_base, "cross_fitted_teachers", recording)
     tiny_research(max_epochs=1, teacher_weight=1.0).fit(X, y)
     n_labeled = int((y != -1).sum())
     assert lengths == [(n_labeled, n_labeled)]
@@ -221,3 +221,4 @@ def test_a_modality_too_rare_for_a_teacher_is_named():
     with pytest.warns(UserWarning, match="'rare'"):
         out = cross_fitted_teachers({"rare": rare, "b": rng.normal(size=(60, 2))}, ["rare", "b"], y, 2, seed=0)
     assert list(out) == [f"{TEACHER}b"]
+

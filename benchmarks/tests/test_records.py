@@ -22,11 +22,12 @@ def _render(name):
         threads = 2 if name == "dilemma_fashion" else 1
         return dilemma.report(run["records"], dilemma._first_fits([run]), ["--report-from", f"{name}.json"],
                               threads, dilemma._run_params([run]))
-    module = {"specialists": specialists, "specialists_fashion": specialists, "mars": mars, "mars_passes": mars, "mars_teachers": mars,
-              "device_fit_fashion": device_fit, "training_length": training_length, "n_subsets": training_length,
-              "standardize": standardize, "sequences": sequences, "late_fusion": late_fusion,
-              "single_passes": single_passes, "candidate": single_passes, "candidate_fusion": single_passes, "teachers": teachers,
-              "late_fusion_choice": late_fusion_choice, "default_cost": default_cost}[name]
+    module = {"specialists": specialists, "specialists_fashion": specialists, "mars": mars, "mars_passes": mars,
+              "mars_teachers": mars, "device_fit_fashion": device_fit, "training_length": training_length,
+              "n_subsets": training_length, "standardize": standardize, "sequences": sequences,
+              "late_fusion": late_fusion, "single_passes": single_passes, "candidate": single_passes,
+              "candidate_fusion": single_passes, "teachers": teachers, "late_fusion_choice": late_fusion_choice,
+              "default_cost": default_cost}[name]
     return module.report(load(f"{name}.json"), "command")
 
 
