@@ -14,7 +14,9 @@ row, and its prediction is multiplied by the teachers of the modalities each sam
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +38,16 @@ _MIN_CLASS_ROWS = _OUTER_FOLDS
 # An RBF SVC's fit grows with the square of its rows: past this many, each fold's teacher learns
 # from a stratified sample of its training rows (every row is still taught, out of fold).
 MAX_TEACHER_ROWS = 4000
+
+
+def _warn(message):
+    """A UserWarning at the first line outside this package: the user's ``fit`` call, however
+    deep each estimator's fit reaches this module."""
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level + 1)
 
 
 def teacher_model(seed):
@@ -73,17 +85,16 @@ def cross_fitted_teachers(arrays, taught, y_encoded, n_classes, seed, weights=No
         return {}
     counts = _class_rows(y_encoded, weights, n_classes)
     if counts.min() < _MIN_CLASS_ROWS:
-        warnings.warn(f"A class has {counts.min()} labeled rows of positive weight; per-modality teachers need "
-                      f"at least {_MIN_CLASS_ROWS} of each class to be cross-fitted: training without them.",
-                      UserWarning, stacklevel=6)
+        _warn(f"A class has {counts.min()} labeled rows of positive weight; per-modality teachers need "
+              f"at least {_MIN_CLASS_ROWS} of each class to be cross-fitted: training without them.")
         return {}
     teachers = {}
     for name in taught:
         flat = arrays[name].reshape(len(arrays[name]), -1)
         rows = _teaching_rows(flat, weights)
         if _class_rows(y_encoded[rows], None, n_classes).min() < _MIN_CLASS_ROWS:
-            warnings.warn(f"Modality {name!r} is observed in fewer than {_MIN_CLASS_ROWS} labeled rows of some "
-                          "class: it gets no teacher.", UserWarning, stacklevel=6)
+            _warn(f"Modality {name!r} is observed in fewer than {_MIN_CLASS_ROWS} labeled rows of some "
+                  "class: it gets no teacher.")
             continue
         proba = np.zeros((len(rows), n_classes))
         for train, test in StratifiedKFold(_OUTER_FOLDS, shuffle=True, random_state=seed).split(rows, y_encoded[rows]):
@@ -111,9 +122,8 @@ def fit_teachers(arrays, taught, y_encoded, n_classes, seed, weights=None):
         rows = _teaching_rows(flat, weights)
         counts = _class_rows(y_encoded[rows], None, n_classes)
         if counts.min() < _MIN_CLASS_ROWS:
-            warnings.warn(f"A class has {counts.min()} labeled rows of positive weight observing modality "
-                          f"{name!r}; teacher fusion needs at least {_MIN_CLASS_ROWS}: predicting without the "
-                          "teachers.", UserWarning, stacklevel=6)
+            _warn(f"A class has {counts.min()} labeled rows of positive weight observing modality "
+                  f"{name!r}; teacher fusion needs at least {_MIN_CLASS_ROWS}: predicting without the teachers.")
             return {}
         teachers[name] = _fit_teacher(name, flat, y_encoded, weights, rows, seed)
     return teachers

@@ -1,6 +1,8 @@
 """Per-modality teachers (research option ``teacher_weight``): honest out-of-fold targets, the
 product of a pass's teachers as its target, only vector modalities taught."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from dymo_sklearn import _base, _classifier
 from dymo_sklearn._teachers import TEACHER, cross_fitted_teachers, distillation_loss
 from dymo_sklearn.datasets import make_multiview_digits
 
-from helpers import tiny_classifier, tiny_research
+from helpers import tiny_classifier, tiny_mars, tiny_research
 
 
 def test_teacher_probabilities_are_out_of_fold():
@@ -222,3 +224,16 @@ def test_a_modality_too_rare_for_a_teacher_is_named():
         out = cross_fitted_teachers({"rare": rare, "b": rng.normal(size=(60, 2))}, ["rare", "b"], y, 2, seed=0)
     assert list(out) == [f"{TEACHER}b"]
 
+
+@pytest.mark.parametrize("make", [tiny_classifier, tiny_mars], ids=["DyMo", "MARS"])
+def test_teacher_warnings_point_at_the_callers_fit(make):
+    """Catches a warning attributed to a line inside the package (or above the caller): each
+    estimator reaches the teachers through its own depth of calls."""
+    rng = np.random.default_rng(6)
+    y = np.repeat([0, 1, 2], [30, 30, 3])
+    X = {"a": (rng.normal(size=(63, 3)) + y[:, None]).astype(np.float32)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make(max_epochs=1).fit(X, y)
+    found = [w.filename for w in caught if "per-modality teachers need" in str(w.message)]
+    assert found == [__file__], found
