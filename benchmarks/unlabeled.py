@@ -10,8 +10,10 @@ labeled rows) and test rows missing a fraction η of their modalities (``apply_m
   the labeled ones, and late fusion of per-view ``SelfTrainingClassifier(LogReg)`` (mean).
 
     python -m benchmarks.unlabeled --datasets polymnist_mnist features_fashion --labeled 500 --seeds 0 1 2
+    python -m benchmarks.unlabeled --datasets polymnist_fashion --labeled 500 2000 --unlabeled 20000
     python -m benchmarks.unlabeled --pool-cost 50000   # time and memory with a 50,000-row pool
     python -m benchmarks.unlabeled --selection-diagnostic  # why DyMo fuses fewer recoveries than help
+    python -m benchmarks.unlabeled --selection-diagnostic polymnist_fashion --unlabeled 20000
 """
 
 from __future__ import annotations
@@ -41,20 +43,21 @@ RESULTS = Path(__file__).parent / "results"
 N_UNLABELED = 4000
 
 
-def load(dataset, seed, n_labeled):
+def load(dataset, seed, n_labeled, n_unlabeled=N_UNLABELED):
     """(X_labeled, y_labeled, X_unlabeled, X_test, y_test, rates)."""
-    if dataset == "polymnist_mnist":
-        from dymo_sklearn.datasets import make_multiview_mnist
+    if dataset in ("polymnist_mnist", "polymnist_fashion"):
+        from dymo_sklearn.datasets import make_multiview_fashion, make_multiview_mnist
 
-        X, y = make_multiview_mnist(5, n_labeled + N_UNLABELED, background=1.0, image_size=14, split="train",
-                                    random_state=seed)
-        X_test, y_test = make_multiview_mnist(5, 700, background=1.0, image_size=14, split="test",
-                                              random_state=seed)
+        # MNIST's tuples recombine the 4,000 digits of its train split, so 4,000 unlabeled tuples
+        # already hold every digit the labeled ones do not; Fashion-MNIST draws from 60,000 images
+        make = make_multiview_mnist if dataset == "polymnist_mnist" else make_multiview_fashion
+        X, y = make(5, n_labeled + n_unlabeled, background=1.0, image_size=14, split="train", random_state=seed)
+        X_test, y_test = make(5, 700, background=1.0, image_size=14, split="test", random_state=seed)
         rates = (0.6, 0.8)
     elif dataset == "features_fashion":
         from .feature_views import load_feature_views
 
-        X, y = load_feature_views(dataset, seed, n_images=n_labeled + N_UNLABELED + 600)
+        X, y = load_feature_views(dataset, seed, n_images=n_labeled + n_unlabeled + 600)
         X_test, y_test = {k: v[-600:] for k, v in X.items()}, y[-600:]
         X, y = {k: v[:-600] for k, v in X.items()}, y[:-600]
         # standardise each view on the training rows, labeled and unlabeled (no labels needed)
@@ -71,8 +74,8 @@ def load(dataset, seed, n_labeled):
     return labeled, y[:n_labeled], unlabeled, X_test, y_test, rates
 
 
-def run(dataset, seed, n_labeled):
-    X_lab, y_lab, X_unl, X_test, y_test, rates = load(dataset, seed, n_labeled)
+def run(dataset, seed, n_labeled, n_unlabeled=N_UNLABELED):
+    X_lab, y_lab, X_unl, X_test, y_test, rates = load(dataset, seed, n_labeled, n_unlabeled)
     tests = {rate: apply_missing(X_test, rate, random_state=1000 * seed + i) for i, rate in enumerate(rates)}
     classes = np.unique(y_lab)
     X_all = {k: np.concatenate([X_lab[k], X_unl[k]]) for k in X_lab}
@@ -81,7 +84,8 @@ def run(dataset, seed, n_labeled):
 
     def add(method, predict):
         for rate, X in tests.items():
-            records.append(dict(dataset=dataset, seed=seed, labeled=n_labeled, rate=float(rate), method=method,
+            records.append(dict(dataset=dataset, seed=seed, labeled=n_labeled, unlabeled=n_unlabeled,
+                                rate=float(rate), method=method,
                                 accuracy=float(np.mean(predict(X) == y_test))))
 
     for label, (X_fit, y_fit) in {"DyMo, labeled only": (X_lab, y_lab), "DyMo + unlabeled": (X_all, y_all)}.items():
@@ -104,19 +108,23 @@ def run(dataset, seed, n_labeled):
                     for k, v in X_all.items()}
     seconds["self-training"] = time.perf_counter() - start
     add("late fusion self-trained LogReg", lambda X: fuse(self_trained, X, classes)["mean"])
-    print(dataset, seed, n_labeled, {k: round(v) for k, v in seconds.items()}, flush=True)
-    return records, [dict(dataset=dataset, seed=seed, labeled=n_labeled, **{f"{k} s": v for k, v in seconds.items()})]
+    print(dataset, seed, n_labeled, n_unlabeled, {k: round(v) for k, v in seconds.items()}, flush=True)
+    return records, [dict(dataset=dataset, seed=seed, labeled=n_labeled, unlabeled=n_unlabeled,
+                          **{f"{k} s": v for k, v in seconds.items()})]
 
 
 def report(run_, command):
+    # records of runs before the pool's size was a parameter hold N_UNLABELED rows
     frame = pd.DataFrame(run_["records"])
+    frame["unlabeled"] = frame.get("unlabeled", pd.Series(index=frame.index, dtype=float)).fillna(N_UNLABELED)
     lines = ["# Unlabeled rows: DyMo's recoverer learning from a pool without labels", "",
              f"`python -m benchmarks.unlabeled {' '.join(command)}`", "",
              __doc__.split("\n\n")[1].replace("\n", " "), "",
-             f"Accuracy (%), mean ± sd over seeds; {N_UNLABELED} unlabeled training rows.", ""]
-    for (dataset, labeled), part in frame.groupby(["dataset", "labeled"]):
+             "Accuracy (%), mean ± sd over seeds.", ""]
+    for (dataset, labeled, unlabeled), part in frame.groupby(["dataset", "labeled", "unlabeled"]):
         rates = sorted(part.rate.unique())
-        lines += [f"## {dataset}, {labeled} labeled rows (seeds {', '.join(map(str, sorted(part.seed.unique())))})",
+        seeds = ", ".join(map(str, sorted(part.seed.unique())))
+        lines += [f"## {dataset}, {labeled} labeled rows, {int(unlabeled):,} unlabeled (seeds {seeds})",
                   "", "| method | " + " | ".join(f"η = {r:.2f}" for r in rates) + " |",
                   "|---|" + "---|" * len(rates)]
         for method, rows in part.groupby("method", sort=False):
@@ -126,11 +134,13 @@ def report(run_, command):
                 cells.append(f"{values.mean():.1f} ± {values.std(ddof=0):.1f}")
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
-    fits = pd.DataFrame(run_["fits"]).groupby(["dataset", "labeled"]).mean(numeric_only=True).drop(columns="seed")
-    lines += ["## Fit time (s, one thread)", "", "| data set | labeled | " + " | ".join(fits.columns) + " |",
-              "|---|---|" + "---|" * len(fits.columns)]
-    for (dataset, labeled), row in fits.iterrows():
-        lines.append(f"| {dataset} | {labeled} | " + " | ".join(f"{v:.0f}" for v in row) + " |")
+    fits = pd.DataFrame(run_["fits"])
+    fits["unlabeled"] = fits.get("unlabeled", pd.Series(index=fits.index, dtype=float)).fillna(N_UNLABELED)
+    fits = fits.groupby(["dataset", "labeled", "unlabeled"]).mean(numeric_only=True).drop(columns="seed")
+    lines += ["## Fit time (s, one thread)", "", "| data set | labeled | unlabeled | " + " | ".join(fits.columns) + " |",
+              "|---|---|---|" + "---|" * len(fits.columns)]
+    for (dataset, labeled, unlabeled), row in fits.iterrows():
+        lines.append(f"| {dataset} | {labeled} | {int(unlabeled):,} | " + " | ".join(f"{v:.0f}" for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -158,15 +168,17 @@ def pool_cost(n_pool, n_labeled=500, n_test=2000):
                 accuracy=accuracy, pool_mb=data_mb, rss_before_fit_mb=rss, peak_rss_mb=peak)
 
 
-def selection_diagnostic(seeds=(0, 1), dataset="features_fashion", n_labeled=500):
+def selection_diagnostic(seeds=(0, 1), dataset="features_fashion", n_labeled=500, n_unlabeled=N_UNLABELED):
     """DyMo + unlabeled at the highest η: the share of candidates accepted, reward quantiles, and
-    accuracy for lower acceptance thresholds against ``all`` and ``none``; and the paper's
+    accuracy for other acceptance thresholds against ``all`` and ``none``; the paper's
     ablations on the same fitted model, ``iterative`` (Algorithm 1 without the ICS calibration)
     and ``simultaneous``, which tell whether the calibration or the confidence gain rejects
-    the recoveries that ``all`` profits from."""
+    the recoveries that ``all`` profits from; and, per test sample, the corrections (``none``
+    wrong, ``all`` right) and harms (``none`` right, ``all`` wrong) of fusing every recovery, with
+    the share of each that DyMo's selection takes."""
     out = {}
     for seed in seeds:
-        X_lab, y_lab, X_unl, X_test, y_test, rates = load(dataset, seed, n_labeled)
+        X_lab, y_lab, X_unl, X_test, y_test, rates = load(dataset, seed, n_labeled, n_unlabeled)
         X_all = {k: np.concatenate([X_lab[k], X_unl[k]]) for k in X_lab}
         y_all = np.concatenate([y_lab, np.full(len(next(iter(X_unl.values()))), -1)])
         model = DyMoResearchClassifier(random_state=seed, device="cpu").fit(X_all, y_all)  # DyMoClassifier's defaults
@@ -180,9 +192,18 @@ def selection_diagnostic(seeds=(0, 1), dataset="features_fashion", n_labeled=500
             model.set_params(acceptance_threshold=threshold)
             result[f"dymo, threshold {threshold}"] = float(np.mean(model.predict(X_missing) == y_test))
         model.set_params(acceptance_threshold=0.0)
-        for selection in ("iterative", "simultaneous", "all", "none"):
+        right = {}
+        for selection in ("iterative", "simultaneous", "all", "none", "dymo"):
             model.set_params(selection=selection)
-            result[selection] = float(np.mean(model.predict(X_missing) == y_test))
+            right[selection] = model.predict(X_missing) == y_test
+            if selection != "dymo":
+                result[selection] = float(np.mean(right[selection]))
+        corrections = ~right["none"] & right["all"]
+        harms = right["none"] & ~right["all"]
+        result["corrections of all (share of test rows)"] = float(corrections.mean())
+        result["corrections dymo keeps (share of them)"] = float(right["dymo"][corrections].mean())
+        result["harms of all (share of test rows)"] = float(harms.mean())
+        result["harms dymo avoids (share of them)"] = float(right["dymo"][harms].mean())
         out[f"{dataset}, seed {seed}"] = result
         print(seed, result, flush=True)
     return out
@@ -192,15 +213,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["polymnist_mnist", "features_fashion"])
     parser.add_argument("--labeled", nargs="+", type=int, default=[500])
+    parser.add_argument("--unlabeled", type=int, default=N_UNLABELED, help="rows in the unlabeled pool")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--name", default="unlabeled")
     parser.add_argument("--report-from", nargs="+", default=None)
     parser.add_argument("--pool-cost", type=int, default=None, help="measure time and memory with this pool")
-    parser.add_argument("--selection-diagnostic", action="store_true")
+    parser.add_argument("--selection-diagnostic", nargs="?", const="features_fashion", default=None,
+                        metavar="DATASET", help="why DyMo fuses fewer recoveries than help, on DATASET")
     args = parser.parse_args(argv)
     if args.selection_diagnostic:
-        found = selection_diagnostic()
-        (RESULTS / "unlabeled_selection.json").write_text(json.dumps(found, indent=1))
+        dataset = args.selection_diagnostic
+        found = selection_diagnostic(dataset=dataset, n_unlabeled=args.unlabeled)
+        name = "unlabeled_selection" + ("" if dataset == "features_fashion" else f"_{dataset}")
+        (RESULTS / f"{name}.json").write_text(json.dumps(found, indent=1))
         return
     if args.pool_cost:
         cost = pool_cost(args.pool_cost)
@@ -216,7 +241,7 @@ def main(argv=None):
         for dataset in args.datasets:
             for n_labeled in args.labeled:
                 for seed in args.seeds:
-                    records, fits = run(dataset, seed, n_labeled)
+                    records, fits = run(dataset, seed, n_labeled, args.unlabeled)
                     result["records"] += records
                     result["fits"] += fits
     result["command"] = command

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from benchmarks import (default_cost, device_fit, dilemma, late_fusion, late_fusion_choice, mars, sequences,
-                        single_passes, specialists, standardize, teachers, training_length)
+                        single_passes, specialists, standardize, teachers, training_length, unlabeled)
 from benchmarks.common import write_run_files
 
 from ._records import RESULTS, ROOT, load
@@ -27,14 +27,14 @@ def _render(name):
               "n_subsets": training_length, "standardize": standardize, "sequences": sequences,
               "late_fusion": late_fusion, "single_passes": single_passes, "candidate": single_passes,
               "candidate_fusion": single_passes, "teachers": teachers, "late_fusion_choice": late_fusion_choice,
-              "default_cost": default_cost}[name]
+              "default_cost": default_cost, "unlabeled": unlabeled, "unlabeled_defaults": unlabeled}[name]
     return module.report(load(f"{name}.json"), "command")
 
 
 PAGES = ("dilemma", "dilemma_fashion", "dilemma_features", "specialists", "specialists_fashion", "mars",
          "device_fit_fashion", "training_length", "n_subsets", "standardize", "sequences", "late_fusion",
          "single_passes", "candidate", "teachers", "late_fusion_choice", "mars_passes",
-         "candidate_fusion", "default_cost", "mars_teachers")
+         "candidate_fusion", "default_cost", "mars_teachers", "unlabeled", "unlabeled_defaults")
 
 
 @pytest.mark.parametrize("name", PAGES)
