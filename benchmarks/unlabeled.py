@@ -113,10 +113,15 @@ def run(dataset, seed, n_labeled, n_unlabeled=N_UNLABELED):
                           **{f"{k} s": v for k, v in seconds.items()})]
 
 
-def report(run_, command):
-    # records of runs before the pool's size was a parameter hold N_UNLABELED rows
-    frame = pd.DataFrame(run_["records"])
+def _frame(rows):
+    """``rows`` as a frame with the pool's size, N_UNLABELED in the runs that predate its parameter."""
+    frame = pd.DataFrame(rows)
     frame["unlabeled"] = frame.get("unlabeled", pd.Series(index=frame.index, dtype=float)).fillna(N_UNLABELED)
+    return frame
+
+
+def report(run_, command):
+    frame = _frame(run_["records"])
     lines = ["# Unlabeled rows: DyMo's recoverer learning from a pool without labels", "",
              f"`python -m benchmarks.unlabeled {' '.join(command)}`", "",
              __doc__.split("\n\n")[1].replace("\n", " "), "",
@@ -134,9 +139,7 @@ def report(run_, command):
                 cells.append(f"{values.mean():.1f} ± {values.std(ddof=0):.1f}")
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
-    fits = pd.DataFrame(run_["fits"])
-    fits["unlabeled"] = fits.get("unlabeled", pd.Series(index=fits.index, dtype=float)).fillna(N_UNLABELED)
-    fits = fits.groupby(["dataset", "labeled", "unlabeled"]).mean(numeric_only=True).drop(columns="seed")
+    fits = _frame(run_["fits"]).groupby(["dataset", "labeled", "unlabeled"]).mean(numeric_only=True).drop(columns="seed")
     lines += ["## Fit time (s, one thread)", "", "| data set | labeled | unlabeled | " + " | ".join(fits.columns) + " |",
               "|---|---|---|" + "---|" * len(fits.columns)]
     for (dataset, labeled, unlabeled), row in fits.iterrows():
@@ -192,12 +195,13 @@ def selection_diagnostic(seeds=(0, 1), dataset="features_fashion", n_labeled=500
             model.set_params(acceptance_threshold=threshold)
             result[f"dymo, threshold {threshold}"] = float(np.mean(model.predict(X_missing) == y_test))
         model.set_params(acceptance_threshold=0.0)
-        right = {}
-        for selection in ("iterative", "simultaneous", "all", "none", "dymo"):
+        right = {"dymo": explained["prediction"].to_numpy() == y_test,
+                 "none": explained["prediction_observed_only"].to_numpy() == y_test}
+        for selection in ("iterative", "simultaneous", "all"):
             model.set_params(selection=selection)
             right[selection] = model.predict(X_missing) == y_test
-            if selection != "dymo":
-                result[selection] = float(np.mean(right[selection]))
+            result[selection] = float(np.mean(right[selection]))
+        result["none"] = float(np.mean(right["none"]))
         corrections = ~right["none"] & right["all"]
         harms = right["none"] & ~right["all"]
         result["corrections of all (share of test rows)"] = float(corrections.mean())

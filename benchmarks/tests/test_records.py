@@ -27,14 +27,16 @@ def _render(name):
               "n_subsets": training_length, "standardize": standardize, "sequences": sequences,
               "late_fusion": late_fusion, "single_passes": single_passes, "candidate": single_passes,
               "candidate_fusion": single_passes, "teachers": teachers, "late_fusion_choice": late_fusion_choice,
-              "default_cost": default_cost, "unlabeled": unlabeled, "unlabeled_defaults": unlabeled}[name]
+              "default_cost": default_cost, "unlabeled": unlabeled, "unlabeled_defaults": unlabeled,
+              "unlabeled_scale": unlabeled}[name]
     return module.report(load(f"{name}.json"), "command")
 
 
 PAGES = ("dilemma", "dilemma_fashion", "dilemma_features", "specialists", "specialists_fashion", "mars",
          "device_fit_fashion", "training_length", "n_subsets", "standardize", "sequences", "late_fusion",
          "single_passes", "candidate", "teachers", "late_fusion_choice", "mars_passes",
-         "candidate_fusion", "default_cost", "mars_teachers", "unlabeled", "unlabeled_defaults")
+         "candidate_fusion", "default_cost", "mars_teachers", "unlabeled", "unlabeled_defaults",
+         "unlabeled_scale")
 
 
 @pytest.mark.parametrize("name", PAGES)
